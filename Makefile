@@ -1,0 +1,22 @@
+# The two set-up commands of the README:
+#   make demo   — install (once), then the main job: tiny model -> train telecom_r32 -> merge -> serve -> eval -> report
+#   make test   — install (once), then the test suite (what CI runs)
+.PHONY: install demo test test-fast vllm check
+
+install:
+	@bash scripts/install.sh
+
+demo: install
+	.venv/bin/vslm demo
+
+test: install
+	.venv/bin/python -m pytest
+
+test-fast: install
+	.venv/bin/python -m pytest -m "not slow"
+
+vllm:
+	@bash scripts/install_vllm.sh
+
+check: install
+	.venv/bin/vslm check && .venv/bin/vslm validate && .venv/bin/vslm registry

@@ -1,0 +1,129 @@
+"""Real llamafactory-cli runs on the tiny model: training (loss falls, run record), merge equivalence,
+a real OpenAI-compatible server on loopback, evaluation on its answers, and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run
+
+pytestmark = pytest.mark.slow
+VSLM = [sys.executable, "-m", "vslm"]
+
+
+@pytest.fixture(scope="session")
+def telecom_adapter(tiny_qwen2, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("telecom") / "adapter"
+    result = run(VSLM + ["train", "telecom_r32", "--profile", "tiny", "max_steps=40", "save_steps=20", f"output_dir={out}"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def telecom_merged(telecom_adapter) -> Path:
+    merged = telecom_adapter.parent / "merged"
+    result = run(VSLM + ["merge", "telecom_r32", "--profile", "tiny", f"adapter_name_or_path={telecom_adapter}", f"export_dir={merged}"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return merged
+
+
+def test_training_loss_falls_and_run_record_is_written(telecom_adapter):
+    log = [json.loads(l) for l in (telecom_adapter / "trainer_log.jsonl").read_text().splitlines()]
+    losses = [item["loss"] for item in log if "loss" in item]
+    assert len(losses) >= 4
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.3, f"loss did not fall: {losses}"
+    record = json.loads((telecom_adapter / "run_record.json").read_text())
+    assert record["recipe"] == "telecom_r32" and record["profile"] == "tiny" and record["seed"] == 42
+    assert record["recipe_file"] == "recipes/telecom_r32.yaml"
+    assert record["overrides"]["max_steps"] == 40 and record["overrides"]["use_cpu"] is True
+    data = record["datasets"]["telecom_train"]
+    assert data["rows"] >= 600 and len(data["sha256"]) == 64
+    assert record["packages"]["llamafactory"] == "0.9.5" and record["git"]["commit"]
+    adapter_cfg = json.loads((telecom_adapter / "adapter_config.json").read_text())
+    assert adapter_cfg["r"] == 32 and adapter_cfg["lora_alpha"] == 64
+
+
+def test_merged_model_equals_base_plus_adapter(tiny_qwen2, telecom_adapter, telecom_merged):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(telecom_merged)
+    ids = tok.apply_chat_template([{"role": "system", "content": "你是一名中国移动的专业客服。"},
+                                   {"role": "user", "content": "光猫亮红灯怎么办？"}], add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    with torch.no_grad():
+        plain = base(ids).logits
+        adapted = PeftModel.from_pretrained(base, telecom_adapter).eval()(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(telecom_merged, dtype=torch.float32).eval()(ids).logits
+    assert (adapted - plain).abs().max() > 1e-2, "the adapter should change the model"
+    assert torch.allclose(merged, adapted, atol=1e-4, rtol=1e-4), f"max diff {(merged - adapted).abs().max()}"
+
+
+@pytest.fixture(scope="session")
+def api_server(telecom_merged):
+    from vslm.serve import free_port, llamafactory_api
+
+    server = llamafactory_api(ROOT / "recipes" / "telecom_r32_infer.yaml",
+                              [f"model_name_or_path={telecom_merged}", "adapter_name_or_path=null"],
+                              free_port(), telecom_merged.parent / "api.log", name="telecom-test")
+    server.start(timeout=180)
+    yield server
+    server.stop()
+    assert server.proc.poll() is not None, "server must be gone after stop()"
+
+
+def test_api_server_answers_a_chat_completion(api_server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=api_server.base_url, api_key="EMPTY")
+    resp = client.chat.completions.create(model="telecom-test", temperature=0, max_tokens=16,
+                                          messages=[{"role": "user", "content": "光猫亮红灯怎么办？"}])
+    assert isinstance(resp.choices[0].message.content, str) and resp.choices[0].message.content
+
+
+def test_evaluation_on_a_real_server_computes_metrics_and_resumes(api_server, tmp_path):
+    from vslm.evaluate import evaluate, load_eval_rows
+
+    rows = load_eval_rows("telecom_eval", limit=6)
+    kw = dict(base_url=api_server.base_url, model="telecom-test", system="你是一名中国移动的专业客服。",
+              cache_path=tmp_path / "cache.jsonl", max_tokens=24, strict_model=False)
+    first = evaluate(rows, **kw)
+    overall = first["summary"]["overall"]
+    assert overall["n"] == 6 and 0 <= overall["key_fact_recall"] <= 1 and overall["rouge-l"] is not None
+    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 6
+    second = evaluate(rows, **kw)  # every answer comes from the cache: nothing is asked again
+    assert second["answers"] == first["answers"]
+    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 6
+
+
+def _one_line_error(result) -> str:
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert lines and lines[-1].startswith("error: "), result.stderr[-2000:]
+    return lines[-1]
+
+
+def test_missing_model_path_is_one_line_error():
+    line = _one_line_error(run(VSLM + ["train", "telecom_r32", "--profile", "tiny", "model_name_or_path=models/not-built"]))
+    assert "model_name_or_path `models/not-built` does not exist" in line and "vslm build-tiny" in line
+
+
+def test_unregistered_dataset_is_one_line_error(tiny_qwen2):
+    line = _one_line_error(run(VSLM + ["train", "telecom_r32", "--profile", "tiny", "dataset=telecom_nope"]))
+    assert "dataset `telecom_nope` is not registered in dataset_info.json" in line and "vslm convert" in line
+
+
+def test_port_in_use_is_one_line_error(tiny_qwen2):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _one_line_error(run(VSLM + ["serve", "telecom_r32", "--profile", "tiny", "--backend", "llamafactory", "--port", str(port)]))
+    assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line

@@ -1,0 +1,268 @@
+"""`vslm` — one command per arrow of the loop: build-tiny, render, list, check, validate, train, merge,
+serve, eval, demo, registry, convert, stats. Each subcommand's --help says what it reads and writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .jsonio import DataError
+from .matrix import RecipeError
+
+
+def cmd_build_tiny(args) -> None:
+    from .tiny import SPECS, build_tiny
+
+    for name in SPECS if args.name == "all" else [args.name]:
+        print(build_tiny(name, force=args.force))
+
+
+def cmd_render(args) -> None:
+    from .render import render_all, write_all
+
+    written = write_all(render_all())
+    print("\n".join(f"wrote {p}" for p in written) or "recipes/ already up to date")
+
+
+def cmd_check(args) -> None:
+    from .render import drift
+
+    problems = drift()
+    if problems:
+        raise RecipeError(f"{len(problems)} generated file(s) drifted:\n  " + "\n  ".join(problems))
+    print("recipes/ matches templates/ and templates/matrix.yaml")
+
+
+def cmd_list(args) -> None:
+    from .listing import recipe_table
+
+    print(recipe_table(markdown=args.markdown))
+
+
+def cmd_validate(args) -> None:
+    from .validate import validate_all
+
+    problems = validate_all(args.files or None)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        raise RecipeError(f"{len(problems)} problem(s) found (all listed above)")
+    print("all recipes valid")
+
+
+def cmd_new(args) -> None:
+    from .listing import new_recipe
+
+    print(new_recipe(args.source, args.name, args.domain))
+
+
+def cmd_train(args) -> None:
+    from .matrix import get_recipe
+    from .train import parse_overrides, train
+
+    print(train(get_recipe(args.recipe), args.profile, parse_overrides(args.overrides)))
+
+
+def cmd_merge(args) -> None:
+    from .matrix import get_recipe
+    from .train import merge, parse_overrides
+
+    print(merge(get_recipe(args.recipe), args.profile, parse_overrides(args.overrides)))
+
+
+def cmd_serve(args) -> None:
+    from .matrix import get_recipe, load_matrix, profile_overrides, saves_root
+    from .paths import ROOT
+    from .serve import llamafactory_api, vllm_python, vllm_server
+
+    recipe = get_recipe(args.recipe)
+    infer = recipe.stage("infer")
+    over = profile_overrides(recipe, infer, args.profile, load_matrix(), saves_root())
+    base = over.get("model_name_or_path", recipe["model"])
+    adapter = over.get("adapter_name_or_path", recipe["adapter_dir"])
+    python = vllm_python() if args.backend != "llamafactory" else None
+    if args.backend == "vllm" and not python:
+        raise RecipeError("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU)")
+    log = ROOT / "saves" / "serve" / f"{recipe.name}.log"
+    if python:
+        base_path = str(ROOT / base) if (ROOT / base).exists() else base
+        server = vllm_server(python, base_path, {recipe.name: str(ROOT / adapter)}, recipe["serve_max_lora_rank"], args.port, log)
+    else:
+        server = llamafactory_api(ROOT / infer.path, [f"{k}={v}" for k, v in over.items()], args.port, log, name=recipe.name)
+    with server:
+        print(f"serving `{recipe.name}` at {server.base_url}; models: base, {recipe.name} (Ctrl-C stops it)", flush=True)
+        try:
+            while server.proc.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import evaluate, load_eval_rows
+    from .jsonio import atomic_write_json
+    from .matrix import get_recipe
+    from .paths import ROOT
+
+    recipe = get_recipe(args.recipe)
+    rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
+    out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}.json")
+    result = evaluate(rows, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
+                      cache_path=out.with_suffix(".cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
+                      concurrency=args.concurrency, structured=args.structured, enable_thinking=recipe["enable_thinking"],
+                      strict_model=not args.any_model, label=args.model)
+    atomic_write_json(out, result)
+    print(json.dumps(result["summary"]["overall"], ensure_ascii=False))
+    print(f"wrote {out}")
+
+
+def cmd_demo(args) -> None:
+    from .pipeline import demo
+
+    demo(args.recipe, args.profile, backend=args.backend, port=args.port, limit=args.limit, skip_train=args.skip_train)
+
+
+def cmd_registry(args) -> None:
+    from .datacheck import check_repository
+
+    problems = check_repository()
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        raise DataError(f"{len(problems)} registry problem(s) (listed above)")
+    print("dataset_info.json: every entry's file exists, parses and matches its columns; every recipe's dataset is registered")
+
+
+def cmd_corpus(args) -> None:
+    from .docs import build_corpus
+
+    n = build_corpus(args.source, args.name, args.out, args.size, args.overlap, args.replace)
+    print(f"wrote {n} chunks to {args.out} and registered `{args.name}` (use it in a stage-pt recipe)")
+
+
+def cmd_convert(args) -> None:
+    from .convert import convert
+
+    rep = convert(args.source, args.format, args.name, args.out, val_ratio=args.val_ratio, seed=args.seed,
+                  repeat=args.repeat, times=args.times, replace=args.replace, skip_invalid=args.skip_invalid)
+    print(f"read {rep.read} rows: kept {rep.kept}, dropped {rep.duplicates} duplicates, {len(rep.errors)} invalid, "
+          f"added {rep.repeated} key-sample repeats")
+    for err in rep.errors[:20]:
+        print(f"  skipped {err}", file=sys.stderr)
+    for path, n in rep.files.items():
+        print(f"wrote {path} ({n} rows)")
+
+
+def cmd_stats(args) -> None:
+    from .stats import dataset_stats
+
+    print(dataset_stats(args.datasets, args.recipe))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vslm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-tiny", help="build (or reuse) the tiny offline Qwen2/Qwen3 models into models/")
+    p.add_argument("--name", default="all", help="tiny-qwen2, tiny-qwen3 or all (default)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the cached build matches")
+    p.set_defaults(func=cmd_build_tiny)
+
+    sub.add_parser("render", help="write recipes/ from templates/*.j2 and templates/matrix.yaml").set_defaults(func=cmd_render)
+    sub.add_parser("check", help="fail if recipes/ differs from what the templates render").set_defaults(func=cmd_check)
+    p = sub.add_parser("list", help="table of recipes: name, base model, method, datasets, rank, stages")
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("validate", help="check every recipe (or the given files) through LlamaFactory's own argument parser and our rules; reports all problems")
+    p.add_argument("files", nargs="*", type=Path)
+    p.set_defaults(func=cmd_validate)
+    for name in ("new", "cp"):
+        p = sub.add_parser(name, help="start your own recipe from an existing one (adds it to templates/matrix.yaml and renders it)")
+        p.add_argument("source"), p.add_argument("name")
+        p.add_argument("--domain", help="domain (datasets/<domain>/); default: the new name's first word")
+        p.set_defaults(func=cmd_new)
+
+    for name, func, text in (("train", cmd_train, "train a recipe's stages (pt then sft) with llamafactory-cli train; writes run_record.json beside the adapter"),
+                             ("merge", cmd_merge, "merge the adapter into the base with llamafactory-cli export")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe")
+        p.add_argument("--profile", choices=["tiny"], help="tiny = the same recipe + CPU overrides on the tiny model")
+        p.add_argument("overrides", nargs="*", help="extra key=value overrides passed to llamafactory-cli")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("serve", help="serve a recipe's base + adapter on 127.0.0.1 (vLLM if installed, else llamafactory-cli api)")
+    p.add_argument("recipe")
+    p.add_argument("--profile", choices=["tiny"])
+    p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="evaluate one served model on a recipe's held-out set; writes answers, scores and summary JSON")
+    p.add_argument("recipe")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default="base", help="served model name (vLLM: base or the recipe name)")
+    p.add_argument("--eval-set", help="registered evaluation set (default: the recipe's)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--structured", action="store_true", help="constrain classification answers to the label set (vLLM structured outputs)")
+    p.add_argument("--any-model", action="store_true", help="do not require --model in /v1/models (llamafactory-cli api ignores it)")
+    p.add_argument("--out", help="output JSON (default saves/eval/<recipe>/<model>.json)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the main job: tiny model -> train -> merge -> serve -> evaluate base vs fine-tuned -> report")
+    p.add_argument("--recipe", default="telecom_r32")
+    p.add_argument("--profile", default="tiny", choices=["tiny"])
+    p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
+    p.add_argument("--port", type=int)
+    p.add_argument("--limit", type=int, help="evaluate only the first N held-out rows")
+    p.add_argument("--skip-train", action="store_true", help="reuse an existing adapter")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("convert", help="convert distilled/CSV/Alpaca/ShareGPT/OpenAI data into datasets/<name>/<name>_train.jsonl and register it")
+    p.add_argument("source", type=Path)
+    p.add_argument("--format", required=True, choices=["distilled", "csv", "alpaca", "sharegpt", "openai"])
+    p.add_argument("--name", required=True, help="dataset prefix: registers <name>_train (and <name>_val with --val-ratio)")
+    p.add_argument("--out", type=Path, help="output folder (default datasets/<name>/)")
+    p.add_argument("--val-ratio", type=float, default=0.0, help="fraction held out as <name>_val for validation loss")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", action="append", help="repeat training rows containing this text (key samples); may be given several times")
+    p.add_argument("--times", type=int, default=3, help="total copies of each key sample (default 3)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing registry entry of the same name")
+    p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("corpus", help="chunk documents (PDF/MD/TXT/DOCX) into a {text} JSONL for stage pt and register it")
+    p.add_argument("source", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--size", type=int, default=1000)
+    p.add_argument("--overlap", type=int, default=100)
+    p.add_argument("--replace", action="store_true")
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("stats", help="rows and token lengths (real Qwen tokenizer) per dataset; flags rows over a recipe's cutoff_len")
+    p.add_argument("datasets", nargs="*", help="registered names (default: all)")
+    p.add_argument("--recipe", help="flag rows longer than this recipe's cutoff_len (default: each recipe using the dataset)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("registry", help="check dataset_info.json against the files and every recipe's datasets")
+    p.set_defaults(func=cmd_registry)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (RecipeError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Run a recipe's stages through llamafactory-cli (train, export), with pre-flight checks and run records."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .matrix import Recipe, RecipeError, Stage, format_overrides, load_matrix, profile_overrides, saves_root
+from .paths import ROOT
+from .registry import load_registry
+from .runrecord import write_run_record
+
+
+def llamafactory_cli() -> str:
+    local = Path(sys.executable).with_name("llamafactory-cli")
+    found = str(local) if local.exists() else shutil.which("llamafactory-cli")
+    if not found:
+        raise RecipeError("llamafactory-cli not found: run `make install` and use .venv/bin/vslm")
+    return found
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise RecipeError(f"override `{item}` is not key=value")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "models/", "saves/", "~")) or Path(ROOT / model).exists()
+
+
+def preflight(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The effective config, after one-line checks of what most often goes wrong."""
+    config = {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
+    model = str(config.get("model_name_or_path", ""))
+    if _looks_local(model) and not (ROOT / model).expanduser().exists():
+        hint = "run `vslm build-tiny`" if "tiny" in model else "download the weights there or pass model_name_or_path=<path>"
+        raise RecipeError(f"{stage.path}: model_name_or_path `{model}` does not exist — {hint}")
+    for key in ("adapter_name_or_path",):
+        if config.get(key) and not (ROOT / str(config[key])).exists():
+            raise RecipeError(f"{stage.path}: {key} `{config[key]}` does not exist — run the training stage first")
+    if "dataset" in config:
+        registry = load_registry()
+        for name in str(config["dataset"]).split(","):
+            name = name.strip()
+            if name not in registry:
+                raise RecipeError(
+                    f"{stage.path}: dataset `{name}` is not registered in dataset_info.json — register it with "
+                    f"`vslm convert ... --name {name}` or fix `dataset:`"
+                )
+            file = ROOT / registry[name].get("file_name", "")
+            if not file.exists():
+                raise RecipeError(f"dataset `{name}`: file {registry[name].get('file_name')} is missing")
+    return config
+
+
+def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None = None) -> Path | None:
+    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+    config = preflight(stage, overrides)
+    verb = "export" if stage.kind == "merge" else "train"
+    cmd = [llamafactory_cli(), verb, str(stage.path), *format_overrides(overrides)]
+    print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        raise RecipeError(f"llamafactory-cli {verb} {stage.path} failed with exit code {result.returncode} (see its log above)")
+    out = config.get("output_dir") or config.get("export_dir")
+    if out:
+        out_dir = ROOT / out
+        write_run_record(out_dir, command=["llamafactory-cli", *cmd[1:]], recipe_file=ROOT / stage.path, overrides=overrides,
+                         extra={"recipe": recipe.name, "stage": stage.kind, "profile": profile})
+        return out_dir
+    return None
+
+
+def train(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    out = None
+    for stage in recipe.train_stages:
+        out = run_stage(recipe, stage, profile, extra)
+    assert out is not None
+    return out
+
+
+def merge(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    out = run_stage(recipe, recipe.stage("merge"), profile, extra)
+    assert out is not None
+    return out
