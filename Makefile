@@ -9,7 +9,7 @@ install:
 demo: install
 	.venv/bin/vslm demo
 
-test: install
+test: install vllm
 	.venv/bin/python -m pytest
 
 test-fast: install

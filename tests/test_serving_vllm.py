@@ -1,0 +1,63 @@
+"""A real vLLM CPU server on loopback: base and adapter in one process, structured choice for labels."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import ROOT, run
+from vslm.serve import free_port, vllm_python, vllm_server
+
+pytestmark = pytest.mark.slow
+VSLM = [sys.executable, "-m", "vslm"]
+PYTHON = vllm_python()
+
+
+@pytest.fixture(scope="session")
+def platform_adapter(tiny_qwen3, tmp_path_factory):
+    out = tmp_path_factory.mktemp("platform") / "adapter"
+    result = run(VSLM + ["train", "platform_classifier", "--profile", "tiny", "max_steps=30", f"output_dir={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_qwen3(tiny_qwen3, platform_adapter, tmp_path_factory):
+    assert PYTHON, "vLLM is not installed: `make test` installs it with scripts/install_vllm.sh"
+    server = vllm_server(PYTHON, str(tiny_qwen3), {"platform_classifier": str(platform_adapter)}, 16, free_port(),
+                         tmp_path_factory.mktemp("vllm") / "vllm.log")
+    server.start(timeout=600)
+    yield server
+    server.stop()
+    assert server.proc.poll() is not None
+
+
+def test_base_and_fine_tuned_answers_differ(vllm_qwen3):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=vllm_qwen3.base_url, api_key="EMPTY")
+    models = {m.id for m in client.models.list().data}
+    assert {"base", "platform_classifier"} <= models
+
+    def ask(model, text):
+        resp = client.chat.completions.create(model=model, temperature=0, max_tokens=12,
+                                              messages=[{"role": "user", "content": text}],
+                                              extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        return resp.choices[0].message.content
+
+    prompts = ["任务: 问题场景分类\n数据清洗流程是什么？", "任务: 文件名称提取\n我有一批西安市地类图斑的数据，怎么进行发服务"]
+    answers = [(ask("base", p), ask("platform_classifier", p)) for p in prompts]
+    assert any(b != f for b, f in answers), answers
+
+
+def test_classifier_under_structured_choice_yields_only_labels(vllm_qwen3, tmp_path):
+    from vslm.evaluate import evaluate, load_eval_rows
+
+    rows = [r for r in load_eval_rows("platform_eval") if r["task"] == "classification"][:16]
+    result = evaluate(rows, base_url=vllm_qwen3.base_url, model="platform_classifier", system="你是数据平台的智能助手，按任务要求只输出结果。",
+                      cache_path=tmp_path / "c.jsonl", max_tokens=16, structured=True, enable_thinking=False, concurrency=8)
+    for row in rows:
+        assert result["answers"][row["id"]] in row["labels"]
+    report = result["summary"]["classification"]
+    assert all(rep["off_label"] == 0 for rep in report.values())
