@@ -1,5 +1,5 @@
 """`vslm` — one command per arrow of the loop: build-tiny, render, list, check, validate, train, merge,
-serve, eval, demo, registry, convert, stats. Each subcommand's --help says what it reads and writes."""
+serve, eval, demo, registry, convert, distill, stats, webui. Each subcommand's --help says what it reads and writes."""
 
 from __future__ import annotations
 
@@ -156,6 +156,30 @@ def cmd_convert(args) -> None:
         print(f"wrote {path} ({n} rows)")
 
 
+def cmd_distill(args) -> None:
+    from .distill import Options, distill, summary_line
+    from .teacher import teacher_from_env
+
+    opts = Options(size=args.size, overlap=args.overlap, questions=args.questions, paraphrases=args.paraphrases,
+                   judge=args.judge, min_len=args.min_len, max_len=args.max_len)
+    summary = distill(args.source, args.name, teacher_from_env(args.base_url, args.model), options=opts,
+                      concurrency=args.concurrency, work_dir=args.work, out_dir=args.out, replace=args.replace)
+    print(summary_line(summary))
+    for err in summary["errors"][:10]:
+        print(f"  {err}", file=sys.stderr)
+    print(f"wrote {summary['distilled']} (with provenance)")
+    if not summary["dataset"]:
+        raise DataError("no question-answer pair passed the filters; nothing was registered (see the counts above)")
+    for path, n in summary["dataset"].items():
+        print(f"wrote {path} ({n} rows) and registered `{args.name}_train`")
+
+
+def cmd_webui(args) -> None:
+    from .webui import run
+
+    run(host=args.host, port=args.port, open_browser=args.open, presets=not args.no_presets)
+
+
 def cmd_stats(args) -> None:
     from .stats import dataset_stats
 
@@ -235,6 +259,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("distill", help="distil documents (PDF/MD/TXT/DOCX) into question-answer pairs with a teacher model "
+                       "(VSLM_TEACHER_BASE_URL/_MODEL/_API_KEYS from the environment or .env) and register <name>_train")
+    p.add_argument("source", type=Path, help="a document or a folder of documents")
+    p.add_argument("--name", required=True, help="dataset prefix: writes datasets/<name>/<name>_train.jsonl, registers <name>_train")
+    p.add_argument("--out", type=Path, help="dataset folder (default datasets/<name>/)")
+    p.add_argument("--work", type=Path, help="distilled JSONL, resumable request cache, summary (default saves/distill/<name>/)")
+    p.add_argument("--size", type=int, default=2000, help="chunk size in characters (default 2000)")
+    p.add_argument("--overlap", type=int, default=200, help="chunk overlap in characters (default 200)")
+    p.add_argument("--questions", type=int, default=3, help="questions per full-size chunk (default 3)")
+    p.add_argument("--paraphrases", type=int, default=0, help="extra phrasings per kept question (default 0)")
+    p.add_argument("--judge", type=int, choices=range(1, 6), help="also have the teacher score answers 1-5; keep those >= this")
+    p.add_argument("--min-len", type=int, default=50)
+    p.add_argument("--max-len", type=int, default=500)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--base-url", help="teacher endpoint (default $VSLM_TEACHER_BASE_URL)")
+    p.add_argument("--model", help="teacher model (default $VSLM_TEACHER_MODEL); keys only from the environment")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing registry entry of the same name")
+    p.set_defaults(func=cmd_distill)
+
     p = sub.add_parser("corpus", help="chunk documents (PDF/MD/TXT/DOCX) into a {text} JSONL for stage pt and register it")
     p.add_argument("source", type=Path)
     p.add_argument("--name", required=True)
@@ -248,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("datasets", nargs="*", help="registered names (default: all)")
     p.add_argument("--recipe", help="flag rows longer than this recipe's cutoff_len (default: each recipe using the dataset)")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("webui", help="LlamaBoard (llamafactory-cli webui) from the repository root on 127.0.0.1, offline; "
+                       "writes llamaboard_config/<recipe>.yaml presets (Train tab: Config path, Load arguments)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--open", action="store_true", help="open a browser tab")
+    p.add_argument("--no-presets", action="store_true", help="do not write the recipe presets into llamaboard_config/")
+    p.set_defaults(func=cmd_webui)
 
     p = sub.add_parser("registry", help="check dataset_info.json against the files and every recipe's datasets")
     p.set_defaults(func=cmd_registry)

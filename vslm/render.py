@@ -78,6 +78,14 @@ def render_all(matrix_path: Path = MATRIX) -> dict[str, str]:
             out[str(stage.path)] = env.get_template(stage.template).render(**ctx)
     for path, template in DEEPSPEED.items():
         out[path] = env.get_template(template).render()
+    families: dict[str, list] = {}
+    for recipe in load_recipes(matrix_path).values():
+        families.setdefault(recipe["domain"], []).append(recipe)
+    for domain, recipes in families.items():
+        first = recipes[0]
+        out[f"recipes/families/{domain}.md"] = env.get_template("family.md.j2").render(
+            domain=domain, recipes=[r.vars for r in recipes], example_question=first["example_question"],
+            tiny_model=matrix["families"][first["family"]]["tiny_model"])
     return out
 
 

@@ -10,20 +10,61 @@ script.json keys (all optional):
   hang_keys:     substrings whose requests never answer (client timeout)
   malformed_keys: substrings whose requests get a 200 with a non-JSON body
   answers:       {substring: answer}; first match wins; else `default` ("echo" repeats the user message)
-  request_log:   JSONL file; each request's last user message and model is appended (to count re-requests)
+  request_log:   JSONL file; each request's last user message and model is appended (to count re-requests),
+                 with `auth`, a short SHA-256 of the bearer key (never the key itself)
+  statuses may also hold "hang": that request never answers (client timeout), later ones do
+  key_statuses:  {substring of the API key: HTTP status}; requests with such a key always get it (e.g. 429, 401)
+  bad_json_keys: substrings whose requests get a 200 whose *content* is not the JSON the prompt asked for
+  teacher:       true = answer vslm.distill's prompts (任务：出题/作答/评分/改写) from the 【资料】 in the prompt
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+
+
+def _section(prompt: str, name: str) -> str:
+    match = re.search(rf"【{name}】[^\n]*\n(.*?)(?=\n【|\Z)", prompt, re.S)
+    return match.group(1).strip() if match else ""
+
+
+def teacher_answer(prompt: str) -> str:
+    """A deterministic stand-in teacher for vslm.distill: questions quote a sentence of the material,
+    answers are that sentence and what follows it, judges score 5, paraphrases reword the question."""
+    task = (re.search(r"任务：(\S+)", prompt) or [None, ""])[1]
+    count = int((re.search(r"(\d+) ?(?:个|种)", prompt) or [None, "3"])[1])
+    material = _section(prompt, "资料")
+    question = _section(prompt, "问题")
+    sentences = [s.strip() for s in re.split(r"(?<=[。！？；])|\n", material) if len(s.strip()) >= 12]
+    if task == "出题":
+        picks = [sentences[(i * len(sentences)) // count] for i in range(min(count, len(sentences)))]
+        return json.dumps([f"关于“{s[:20]}”，具体规定是什么？" for s in picks], ensure_ascii=False)
+    quoted = (re.search(r"“(.+?)”", question) or [None, ""])[1]
+    if task == "作答":
+        start = material.find(quoted) if quoted else -1
+        if start < 0:
+            return "不清楚。"
+        end = start + 60
+        while end < len(material) and material[end - 1] not in "。！？；\n":
+            end += 1
+        return material[start:end].strip()[:480]
+    if task == "评分":
+        answer = _section(prompt, "答案")
+        return json.dumps({"score": 5 if answer[:10] in material else 2, "reason": "scripted"}, ensure_ascii=False)
+    if task == "改写":
+        forms = ["“{q}”这一条是怎么规定的？", "能否说明一下{q}的具体要求？", "我想了解{q}方面的规定，请详细说说。", "{q}有什么要求？"]
+        return json.dumps([forms[i % len(forms)].format(q=quoted or question) for i in range(count)], ensure_ascii=False)
+    return prompt
 
 
 def create_app(script: dict) -> FastAPI:
@@ -41,14 +82,21 @@ def create_app(script: dict) -> FastAPI:
         user = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         state["n"] += 1
         n = state["n"]
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
         if script.get("request_log"):
+            auth = hashlib.sha256(key.encode()).hexdigest()[:12]
             with open(script["request_log"], "a", encoding="utf-8") as log:
-                log.write(json.dumps({"n": n, "model": body.get("model"), "user": user}, ensure_ascii=False) + "\n")
+                log.write(json.dumps({"n": n, "model": body.get("model"), "user": user, "auth": auth}, ensure_ascii=False) + "\n")
         if script.get("latency_ms"):
             await asyncio.sleep(script["latency_ms"] / 1000)
         statuses = script.get("statuses", [])
+        if n <= len(statuses) and statuses[n - 1] == "hang":
+            await asyncio.sleep(3600)
         if n <= len(statuses) and statuses[n - 1] != 200:
             return JSONResponse({"error": {"message": "scripted failure"}}, status_code=statuses[n - 1])
+        for part, status in script.get("key_statuses", {}).items():
+            if part and part in key:
+                return JSONResponse({"error": {"message": f"scripted HTTP {status} for this key"}}, status_code=status)
         if body.get("model") not in models:
             return JSONResponse({"error": {"message": f"model {body.get('model')} not found"}}, status_code=404)
         if any(k in user for k in script.get("fail_keys", [])):
@@ -60,6 +108,10 @@ def create_app(script: dict) -> FastAPI:
         answer = next((a for k, a in script.get("answers", {}).items() if k in user), script.get("default", "echo"))
         if answer == "echo":
             answer = user
+        if script.get("teacher"):
+            answer = teacher_answer(user)
+        if any(k in user for k in script.get("bad_json_keys", [])):
+            answer = "好的，下面是我的回答：（这里不是 JSON）"
         return {
             "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
@@ -75,7 +127,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path)
     args = parser.parse_args()
     script = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
-    uvicorn.run(create_app(script), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(script), host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=2)  # hung requests must not hold up a stop
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ linked into models/<name>; they are rebuilt only when the recipe or the warm-up 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -74,7 +75,7 @@ def _warm_up(name: str, init_dir: Path, out_dir: Path) -> None:
         "dataset_dir": str(ROOT), "dataset": "general_train", "template": spec["template"],
         "output_dir": str(out_dir), "overwrite_output_dir": True, "overwrite_cache": True,
         "gradient_accumulation_steps": 1, "lr_scheduler_type": "cosine", "warmup_ratio": 0.05,
-        "logging_steps": 10, "save_strategy": "no", "report_to": "none", "use_cpu": True, "bf16": False,
+        "logging_steps": 10, "save_strategy": "no", "report_to": "none", "use_cpu": True, "bf16": False, "disable_gradient_checkpointing": True,
         "preprocessing_num_workers": 1, "dataloader_num_workers": 0, "disable_tqdm": False,
         **WARMUP,
     }
@@ -98,6 +99,13 @@ def build_tiny(name: str, force: bool = False) -> Path:
         raise SystemExit(f"unknown tiny model `{name}`: choose one of {', '.join(SPECS)}")
     digest = spec_hash(name)
     cached = CACHE / "tiny" / f"{name}-{digest}"
+    (CACHE / "tiny").mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "tiny" / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent builders (parallel tests, two shells) wait for one build
+        return _build_locked(name, digest, cached, force)
+
+
+def _build_locked(name: str, digest: str, cached: Path, force: bool) -> Path:
     link = MODELS / name
     if force and cached.exists():
         shutil.rmtree(cached)

@@ -1,0 +1,347 @@
+"""Distil documents into a registered question-answer dataset with a teacher model.
+
+documents -> chunks (size/overlap) -> questions per chunk (count scaled to its length) -> an answer per
+question from its chunk -> rule filter (+ optional LLM-judge score) -> near-duplicate removal ->
+paraphrases (same answer) -> <work>/<name>_distilled.jsonl (with provenance) -> vslm.convert -> datasets/<name>/.
+
+Every teacher answer is appended to <work>/cache.jsonl (flush + fsync) under a hash of (stage, chunk,
+question, model): a killed run, run again, asks only what had not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .client import AnswerCache
+from .convert import convert
+from .docs import chunk_text, find_documents, load_document
+from .jsonio import atomic_write_json, atomic_write_jsonl
+from .paths import ROOT
+from .teacher import Teacher, TeacherConfig, TeacherError
+
+PROMPT_VERSION = 1
+SYSTEM = "你是严谨的领域知识专家，负责根据给定资料出题、作答和审核，只使用资料中的信息。"
+PROMPTS = {
+    "questions": ("任务：出题\n请阅读下面的资料，提出 {n} 个只凭资料内容就能回答的具体问题。每个问题都要点明具体对象"
+                  "（如金额、期限、条件、名称），问题之间不要重复。不要问关于资料本身的问题"
+                  "（不要出现“本文”“文章”“这段”“资料”等字样）。只输出一个 JSON 字符串数组，例如 [\"问题一\", \"问题二\"]。"
+                  "\n\n【资料】（{where}）\n{material}"),
+    "answer": ("任务：作答\n请只根据下面的资料回答问题：写出资料中的具体数字、条件和名称，完整准确，"
+               "长度在 {min_len} 到 {max_len} 字之间；不要提到“资料”或“本文”，不要编造资料中没有的内容。"
+               "\n\n【资料】（{where}）\n{material}\n\n【问题】\n{question}"),
+    "judge": ("任务：评分\n请对照资料给答案打 1 到 5 分：5 = 完全正确且包含资料中的具体事实，1 = 错误或与资料无关。"
+              "只输出 JSON，例如 {{\"score\": 4, \"reason\": \"……\"}}。"
+              "\n\n【资料】（{where}）\n{material}\n\n【问题】\n{question}\n\n【答案】\n{answer}"),
+    "paraphrase": ("任务：改写\n请把下面的问题换 {n} 种不同的问法，意思和所问的事实不变，不要提到“资料”或“本文”。"
+                   "只输出一个 JSON 字符串数组。\n\n【问题】（{where}）\n{question}"),
+}
+MAX_TOKENS = {"questions": 800, "answer": 800, "judge": 200, "paraphrase": 400}
+TEMPERATURE = {"questions": 0.7, "answer": 0.0, "judge": 0.0, "paraphrase": 0.7}
+META = re.compile(r"本文|文章|这段|该段|这篇|上文|原文|文中|\b(this|the) (article|passage|text|document)\b", re.I)
+REJECT = ("不知道", "无法确定", "不清楚", "无法回答", "未提及", "没有提及", "I don't know", "cannot determine")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+TERM = re.compile(r"[A-Za-z][A-Za-z0-9-]{2,}|(?<=[“「《\"])[^”」》\"\n]{2,20}(?=[”」》\"])")
+
+
+@dataclass
+class Options:
+    size: int = 2000
+    overlap: int = 200
+    questions: int = 3           # per full-size chunk; shorter chunks get proportionally fewer (at least 1)
+    paraphrases: int = 0         # extra phrasings per kept question, same answer
+    judge: int | None = None     # keep only answers the teacher scores >= this (1-5); None = no judge
+    min_len: int = 50
+    max_len: int = 500
+    dedupe: float = 0.8          # character-trigram Jaccard at or above which two questions are duplicates
+    max_tokens: int | None = None  # cap on every stage's max_tokens
+
+
+@dataclass
+class Unit:
+    source: str
+    chunk_id: int
+    heading: str
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}#{self.chunk_id}"
+
+    @property
+    def label(self) -> str:
+        return f"来源：{self.source}，片段 {self.chunk_id}" + (f"，{self.heading}" if self.heading else "")
+
+
+@dataclass
+class QA:
+    unit: Unit
+    index: int
+    question: str
+    answer: str = ""
+    status: str = "pending"      # kept, a filter reason, or failed:<stage>
+    score: int | None = None
+    paraphrases: list[str] = field(default_factory=list)
+
+
+def plan_chunks(source: Path, size: int, overlap: int) -> tuple[list[Path], list[Unit]]:
+    docs = find_documents(source)
+    units = []
+    for doc in docs:
+        name = str(doc.relative_to(source)) if source.is_dir() else doc.name
+        units += [Unit(name, c.index, c.heading, c.text) for c in chunk_text(load_document(doc), size, overlap)]
+    return docs, units
+
+
+def question_count(length: int, size: int, per_chunk: int) -> int:
+    return min(per_chunk, max(1, math.ceil(per_chunk * length / size)))
+
+
+def trigrams(text: str) -> set[str]:
+    norm = re.sub(r"[\W_]+", "", text.lower())
+    return {norm[i:i + 3] for i in range(max(1, len(norm) - 2))}
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = trigrams(a), trigrams(b)
+    return len(x & y) / len(x | y) if x | y else 1.0
+
+
+def chunk_facts(text: str) -> set[str]:
+    """Numbers, Latin terms and quoted/bracketed names of a chunk: an answer must carry at least one of them."""
+    return set(NUMBER.findall(text)) | set(TERM.findall(text))
+
+
+def carries_fact(answer: str, material: str) -> bool:
+    numbers, terms = set(NUMBER.findall(material)), set(TERM.findall(material))
+    if numbers or terms:  # whole numbers only: "1" does not match inside "100"
+        return bool(set(NUMBER.findall(answer)) & numbers) or any(t in answer for t in terms)
+    return any(answer[i:i + 6] in material for i in range(max(1, len(answer) - 5)))  # no facts to look for: share a phrase
+
+
+def rule_filter(answer: str, material: str, min_len: int, max_len: int) -> str | None:
+    """The guide's rules: a reason to drop the answer, or None."""
+    if len(answer) < min_len:
+        return "too_short"
+    if len(answer) > max_len:
+        return "too_long"
+    if any(p.lower() in answer.lower() for p in REJECT):
+        return "refusal"
+    return None if carries_fact(answer, material) else "no_chunk_fact"
+
+
+def parse_list(text: str) -> list[str] | None:
+    """A JSON array of strings anywhere in the text; else question-like lines; None when nothing usable."""
+    match = re.search(r"\[.*\]", text, re.S)
+    if match:
+        try:
+            items = json.loads(match.group(0))
+            if isinstance(items, list) and all(isinstance(i, str) for i in items):
+                return [i.strip() for i in items if i.strip()]
+        except json.JSONDecodeError:
+            pass
+    lines = [re.sub(r"^\s*(?:[-*•]|\d+[.、)）])\s*", "", l).strip() for l in text.splitlines()]
+    lines = [l for l in lines if len(l) >= 5 and l[-1] in "?？"]
+    return lines or None
+
+
+def parse_score(text: str) -> int | None:
+    match = re.search(r"\{.*\}", text, re.S)
+    try:
+        score = json.loads(match.group(0)).get("score") if match else None
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return int(score) if isinstance(score, (int, float)) and 1 <= score <= 5 else None
+
+
+class RequestCache(AnswerCache):
+    """client.AnswerCache, and a torn last line is cut off before appending (so the next line stays whole)."""
+
+    def __init__(self, path: Path):
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with path.open("r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        super().__init__(path)
+
+
+def cache_key(stage: str, chunk: str, question: str, model: str, extra: dict[str, Any]) -> str:
+    blob = json.dumps([stage, chunk, question, model, extra, PROMPT_VERSION], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class Run:
+    def __init__(self, teacher: Teacher, cache: RequestCache, opts: Options, bar: tqdm):
+        self.teacher, self.cache, self.opts, self.bar = teacher, cache, opts, bar
+        self.model = teacher.config.model
+        self.records: list[QA] = []
+        self.chunk_failures: Counter = Counter()
+        self.paraphrase_failures = 0
+        self.cached = 0
+        self.errors: list[str] = []
+
+    async def ask(self, stage: str, unit: Unit, question: str = "", **fields: Any) -> str | None:
+        extra = {k: v for k, v in fields.items() if k in ("n", "answer")}
+        key = cache_key(stage, unit.text, question, self.model, extra)
+        if key in self.cache.done:
+            self.cached += 1
+            self.bar.update(1)
+            return self.cache.done[key]
+        prompt = PROMPTS[stage].format(where=unit.label, material=unit.text, question=question,
+                                       min_len=self.opts.min_len, max_len=self.opts.max_len, **fields)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        max_tokens = min(MAX_TOKENS[stage], self.opts.max_tokens or MAX_TOKENS[stage])
+        try:
+            text = await self.teacher.chat(messages, max_tokens, TEMPERATURE[stage])
+        except TeacherError as exc:
+            self.errors.append(self.teacher.pool.mask(f"{stage} {unit.where}: {exc}"))
+            return None
+        finally:
+            self.bar.update(1)
+        self.cache.add(key, f"{stage}:{unit.where}:{question}", self.model, text)
+        return text
+
+    async def chunk(self, unit: Unit) -> None:
+        n = question_count(len(unit.text), self.opts.size, self.opts.questions)
+        raw = await self.ask("questions", unit, n=n)
+        if raw is None:
+            self.chunk_failures["request_failed"] += 1
+            return
+        questions = parse_list(raw)
+        if questions is None:
+            self.chunk_failures["unparseable"] += 1
+            self.errors.append(f"questions {unit.where}: the teacher's answer is not a JSON list of questions")
+            return
+        accepted: list[QA] = []
+        for i, question in enumerate(questions[:n]):
+            qa = QA(unit, i, question)
+            self.records.append(qa)
+            if META.search(question):
+                qa.status = "meta_question"
+            elif any(jaccard(question, other.question) >= self.opts.dedupe for other in accepted):
+                qa.status = "duplicate_question"
+            else:
+                accepted.append(qa)
+        await asyncio.gather(*(self.qa(qa) for qa in accepted))
+
+    async def qa(self, qa: QA) -> None:
+        answer = await self.ask("answer", qa.unit, qa.question)
+        if answer is None:
+            qa.status = "failed:answer"
+            return
+        qa.answer = answer.strip()
+        reason = rule_filter(qa.answer, qa.unit.heading + qa.unit.text, self.opts.min_len, self.opts.max_len)
+        if reason:
+            qa.status = reason
+            return
+        if self.opts.judge is not None:
+            raw = await self.ask("judge", qa.unit, qa.question, answer=qa.answer)
+            qa.score = parse_score(raw) if raw is not None else None
+            if raw is None or qa.score is None or qa.score < self.opts.judge:
+                qa.status = "failed:judge" if raw is None else "judge_unparseable" if qa.score is None else "judge_low"
+                return
+        qa.status = "kept"
+        if self.opts.paraphrases:
+            raw = await self.ask("paraphrase", qa.unit, qa.question, n=self.opts.paraphrases)
+            found = parse_list(raw) if raw is not None else None
+            if found is None:
+                self.paraphrase_failures += 1
+                return
+            for text in found:
+                if len(qa.paraphrases) < self.opts.paraphrases and not META.search(text) and all(
+                        jaccard(text, seen) < self.opts.dedupe for seen in [qa.question, *qa.paraphrases]):
+                    qa.paraphrases.append(text)
+
+
+def _drop_cross_chunk_duplicates(records: list[QA], threshold: float) -> None:
+    kept: list[QA] = []
+    for qa in records:
+        if qa.status != "kept":
+            continue
+        if any(jaccard(qa.question, other.question) >= threshold for other in kept):
+            qa.status = "duplicate_question"
+        else:
+            kept.append(qa)
+
+
+def _rows(records: list[QA], model: str) -> list[dict[str, Any]]:
+    rows = []
+    for qa in records:
+        if qa.status != "kept":
+            continue
+        base = {"input": "", "output": qa.answer, "source": qa.unit.source, "chunk_id": qa.unit.chunk_id, "teacher": model,
+                "fact": f"{qa.unit.where}-q{qa.index}", **({"judge_score": qa.score} if qa.score is not None else {})}
+        rows.append({"instruction": qa.question, **base})
+        rows += [{"instruction": p, **base, "paraphrase_of": qa.question} for p in qa.paraphrases]
+    return rows
+
+
+async def _distill(units: list[Unit], teacher_cfg: TeacherConfig, cache_path: Path, opts: Options, concurrency: int,
+                   teacher_kw: dict[str, Any]) -> tuple[Run, Teacher]:
+    teacher = Teacher(teacher_cfg, concurrency=concurrency, **teacher_kw)
+    try:
+        await teacher.check()
+        per_q = 1 + (opts.judge is not None) + (opts.paraphrases > 0)
+        total = sum(1 + per_q * question_count(len(u.text), opts.size, opts.questions) for u in units)
+        with tqdm(total=total, desc="distill", unit="req", dynamic_ncols=True) as bar:
+            run = Run(teacher, RequestCache(cache_path), opts, bar)
+            await asyncio.gather(*(run.chunk(u) for u in units))
+            bar.total = bar.n  # the estimate assumed every question survives
+    finally:
+        await teacher.close()
+    return run, teacher
+
+
+def distill(source: Path, name: str, teacher: TeacherConfig, *, options: Options | None = None, concurrency: int = 8,
+            work_dir: Path | None = None, out_dir: Path | None = None, registry_path: Path | None = None,
+            replace: bool = False, teacher_kw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the whole distillation; returns the summary (also written to <work>/summary.json)."""
+    opts = options or Options()
+    work_dir = work_dir or ROOT / "saves" / "distill" / name
+    docs, units = plan_chunks(Path(source), opts.size, opts.overlap)
+    run, client = asyncio.run(_distill(units, teacher, work_dir / "cache.jsonl", opts, concurrency, teacher_kw or {}))
+    order = {(u.source, u.chunk_id): i for i, u in enumerate(units)}
+    run.records.sort(key=lambda qa: (order[(qa.unit.source, qa.unit.chunk_id)], qa.index))
+    _drop_cross_chunk_duplicates(run.records, opts.dedupe)
+    rows = _rows(run.records, teacher.model)
+    statuses = Counter(qa.status for qa in run.records)
+    distilled = work_dir / f"{name}_distilled.jsonl"
+    atomic_write_jsonl(distilled, rows)
+    summary: dict[str, Any] = {
+        "documents": len(docs), "chunks": len(units), "chunk_size": opts.size, "chunk_overlap": opts.overlap,
+        "chunk_failures": dict(run.chunk_failures), "questions": len(run.records), "kept": statuses.pop("kept", 0),
+        "filtered": {k: v for k, v in sorted(statuses.items()) if not k.startswith("failed:")},
+        "failed": {k.split(":", 1)[1]: v for k, v in sorted(statuses.items()) if k.startswith("failed:")},
+        "paraphrases": sum(len(qa.paraphrases) for qa in run.records if qa.status == "kept"),
+        "paraphrase_failures": run.paraphrase_failures, "rows": len(rows),
+        "requests": {"sent": client.sent, "from_cache": run.cached}, "keys": client.pool.stats(),
+        "teacher": teacher.model, "distilled": str(distilled), "dataset": {}, "errors": run.errors[:20],
+    }
+    if rows:
+        report = convert(distilled, "distilled", name, out_dir, registry_path=registry_path, replace=replace)
+        summary["dataset"] = report.files
+    atomic_write_json(work_dir / "summary.json", summary)
+    return summary
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    filtered = ", ".join(f"{k} {v}" for k, v in s["filtered"].items()) or "none"
+    failed = ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "none"
+    chunk_failed = sum(s["chunk_failures"].values())
+    return (f"{s['documents']} document(s), {s['chunks']} chunks ({chunk_failed} without questions), {s['questions']} questions: "
+            f"kept {s['kept']}, filtered {sum(s['filtered'].values())} ({filtered}), failed {sum(s['failed'].values())} ({failed}); "
+            f"{s['rows']} rows with {s['paraphrases']} paraphrases; requests sent {s['requests']['sent']}, "
+            f"from cache {s['requests']['from_cache']}")

@@ -1,0 +1,196 @@
+"""The teacher: any OpenAI-compatible endpoint, called with several API keys in rotation.
+
+Configuration comes from the environment or `.env` (the environment wins):
+  VSLM_TEACHER_BASE_URL   e.g. https://api.example.com/v1
+  VSLM_TEACHER_MODEL      e.g. qwen-max
+  VSLM_TEACHER_API_KEYS   one or more keys, comma-separated (VSLM_TEACHER_API_KEY for a single one)
+
+Keys are never printed, logged, cached or put into exception messages: a key is named `key#1`, `key#2`...
+A key that gets HTTP 429/401/403 rests for a cool-down; the least-failed rested key is preferred; when every
+key was rejected (401/403) requests fail at once instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from openai import (APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, AuthenticationError,
+                    InternalServerError, PermissionDeniedError, RateLimitError)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .client import EndpointError
+from .paths import ROOT
+
+ENV_FILE = ROOT / ".env"
+REST_STATUSES = (401, 403, 429)
+
+
+class TeacherError(EndpointError):
+    """A request that failed for good; the message never contains a key."""
+
+
+class Retryable(TeacherError):
+    """A failure worth another attempt (with another key, after a back-off)."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A tiny .env parser: KEY=VALUE lines, optional `export `, quotes and # comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 1:
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[name.strip()] = value
+    return values
+
+
+@dataclass
+class TeacherConfig:
+    base_url: str
+    model: str
+    keys: list[str]
+
+    def __repr__(self) -> str:  # never show the keys
+        return f"TeacherConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
+
+
+def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE) -> TeacherConfig:
+    env = {**(read_env_file(env_file) if env_file else {}), **os.environ}
+    base_url = base_url or env.get("VSLM_TEACHER_BASE_URL")
+    model = model or env.get("VSLM_TEACHER_MODEL")
+    keys = [k.strip() for k in (env.get("VSLM_TEACHER_API_KEYS") or env.get("VSLM_TEACHER_API_KEY") or "").split(",") if k.strip()]
+    missing = [n for n, v in (("VSLM_TEACHER_BASE_URL", base_url), ("VSLM_TEACHER_MODEL", model)) if not v]
+    if missing:
+        raise TeacherError(f"set {' and '.join(missing)} in the environment or .env (see datasets/FORMAT.md, Distilling documents)")
+    return TeacherConfig(base_url.rstrip("/"), model, keys or ["EMPTY"])
+
+
+@dataclass
+class KeyState:
+    name: str
+    failures: int = 0
+    requests: int = 0
+    resting_until: float = 0.0
+    rests: int = 0
+    rejected: bool = False  # its last answer was 401/403
+
+
+@dataclass
+class KeyPool:
+    """Picks the least-failed key that is not resting (ties: the least used); all resting: waits for the first."""
+    keys: list[str]
+    cooldown: float = 30.0
+    states: list[KeyState] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise TeacherError("no API keys given (VSLM_TEACHER_API_KEYS)")
+        self.states = [KeyState(f"key#{i + 1}") for i in range(len(self.keys))]
+
+    async def pick(self) -> int:
+        while True:
+            if all(s.rejected for s in self.states):
+                raise TeacherError(f"every API key was rejected (HTTP 401/403) — check VSLM_TEACHER_API_KEYS ({len(self.keys)} key(s))")
+            now = time.monotonic()
+            ready = [i for i, s in enumerate(self.states) if s.resting_until <= now]
+            if ready:
+                best = min(ready, key=lambda i: (self.states[i].failures, self.states[i].requests))
+                self.states[best].requests += 1
+                return best
+            await asyncio.sleep(max(0.01, min(s.resting_until for s in self.states) - now))
+
+    def failed(self, index: int, status: int | None) -> None:
+        state = self.states[index]
+        state.failures += 1
+        if status in REST_STATUSES:
+            state.rests += 1
+            state.resting_until = time.monotonic() + self.cooldown
+            state.rejected = status in (401, 403)
+
+    def succeeded(self, index: int) -> None:
+        self.states[index].rejected = False
+
+    def mask(self, text: str) -> str:
+        for key, state in zip(self.keys, self.states):
+            if key and key != "EMPTY":
+                text = text.replace(key, state.name)
+        return text
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {s.name: {"requests": s.requests, "failures": s.failures, "rests": s.rests} for s in self.states}
+
+
+class Teacher:
+    """chat(messages) -> text, with key rotation, bounded concurrency and retries with exponential back-off."""
+
+    def __init__(self, config: TeacherConfig, *, concurrency: int = 8, attempts: int = 5, timeout: float = 120,
+                 cooldown: float = 30.0, backoff: tuple[float, float] = (0.5, 8.0)):
+        self.config = config
+        self.pool = KeyPool(config.keys, cooldown)
+        self.clients = [AsyncOpenAI(base_url=config.base_url, api_key=k, max_retries=0, timeout=timeout) for k in config.keys]
+        self.sem = asyncio.Semaphore(concurrency)
+        self.attempts, self.backoff, self.sent = attempts, backoff, 0
+
+    async def check(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                await http.get(f"{self.config.base_url}/models")
+        except httpx.HTTPError as exc:
+            raise TeacherError(f"cannot reach the teacher at {self.config.base_url} ({type(exc).__name__}) — "
+                               "check VSLM_TEACHER_BASE_URL") from None
+
+    async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> str:
+        index = await self.pool.pick()
+        name = self.pool.states[index].name
+        self.sent += 1
+        try:
+            resp = await self.clients[index].chat.completions.create(
+                model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature)
+        except (RateLimitError, AuthenticationError, PermissionDeniedError, InternalServerError) as exc:
+            self.pool.failed(index, exc.status_code)
+            raise Retryable(f"HTTP {exc.status_code} with {name}") from None
+        except APITimeoutError:
+            self.pool.failed(index, None)
+            raise Retryable(f"timed out with {name}") from None
+        except APIConnectionError:
+            self.pool.failed(index, None)
+            raise Retryable(f"connection failed with {name}") from None
+        except APIStatusError as exc:
+            raise TeacherError(f"HTTP {exc.status_code} with {name}") from None
+        except Exception as exc:  # e.g. a body that is not JSON; the message may quote the request: drop it
+            raise TeacherError(f"unreadable response ({type(exc).__name__}) with {name}") from None
+        self.pool.succeeded(index)
+        try:
+            return resp.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):
+            raise TeacherError(f"response without a message ({type(resp).__name__}) with {name}") from None
+
+    async def chat(self, messages: list[dict[str, str]], max_tokens: int = 512, temperature: float = 0.0) -> str:
+        async with self.sem:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.attempts), reraise=True, retry=retry_if_exception_type(Retryable),
+                    wait=wait_exponential(min=self.backoff[0], max=self.backoff[1]),
+                ):
+                    with attempt:
+                        return await self._once(messages, max_tokens, temperature)
+            except Retryable as exc:
+                raise TeacherError(f"{exc} (gave up after {self.attempts} attempts)") from None
+        raise TeacherError("no attempt was made")  # unreachable
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
