@@ -20,3 +20,10 @@ vllm:
 
 check: install
 	.venv/bin/vslm check && .venv/bin/vslm validate && .venv/bin/vslm registry
+
+# Benchmarks (not tests): the GPU plan (estimate, ~1 min), then the CPU training benchmark with the tiny
+# model (~15-25 min on 2 cores; results in benchmarks/results/). See "## Benchmarks" in README.md.
+.PHONY: bench
+bench: install
+	.venv/bin/python benchmarks/gpu_plan.py
+	.venv/bin/python benchmarks/bench_train.py

@@ -111,3 +111,15 @@ def test_malformed_json_answer_fails_cleanly_and_keeps_the_rest(scripted, tmp_pa
     with pytest.raises(EndpointError, match=r"1 of 12 requests"):
         ask_all(server.base_url, "base", ROWS, system=None, cache_path=tmp_path / "c.jsonl", concurrency=4)
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 11
+
+
+def test_torn_last_cache_line_is_cut_before_appending(scripted, tmp_path):
+    cache = tmp_path / "c.jsonl"
+    server = scripted()
+    ask_all(server.base_url, "base", ROWS[:2], system=None, cache_path=cache)
+    with cache.open("a", encoding="utf-8") as handle:
+        handle.write('{"key": "torn", "id": "r9", "ans')  # a run killed mid-write
+    answers = ask_all(server.base_url, "base", ROWS[:4], system=None, cache_path=cache)
+    assert len(answers) == 4
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(l)["answer"] for l in lines)

@@ -197,7 +197,7 @@ def test_planted_key_is_never_written_or_logged(scripted, tmp_path, capsys, capl
     proc = subprocess.run([sys.executable, "-m", "vslm.cli", "distill", str(docs(tmp_path)), "--name", "leak", "--work",
                            str(tmp_path / "w4"), "--out", str(tmp_path / "ds4"), "--size", "600", "--overlap", "100"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "every API key was rejected" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 1 and "every API key was rejected" in proc.stderr, (proc.returncode, proc.stdout[-1000:], proc.stderr[-3000:])
     out, err = capsys.readouterr()
     captured = [out, err, proc.stdout, proc.stderr, caplog.text, *(r.getMessage() for r in caplog.records)]
     assert all(PLANTED not in text for text in captured)

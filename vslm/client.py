@@ -44,7 +44,11 @@ class AnswerCache:
         self.path = path
         self.done: dict[str, str] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):  # cut a torn last line so the next append starts clean
+                text = text[: text.rfind("\n") + 1]
+                path.write_text(text, encoding="utf-8")
+            for line in text.splitlines():
                 try:
                     item = json.loads(line)
                     self.done[item["key"]] = item["answer"]
@@ -56,8 +60,7 @@ class AnswerCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"key": key, "id": row_id, "model": model, "answer": answer}, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            handle.flush()  # in the OS's hands: survives a killed process (fsync per answer would cap throughput)
 
 
 def check_endpoint(base_url: str, model: str, api_key: str, strict_model: bool) -> list[str]:

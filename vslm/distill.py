@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,8 @@ def parse_score(text: str) -> int | None:
 
 
 class RequestCache(AnswerCache):
-    """client.AnswerCache, and a torn last line is cut off before appending (so the next line stays whole)."""
+    """client.AnswerCache, plus: a torn last line is cut off before appending (so the next line stays whole),
+    and `append` does the write + fsync in a worker thread so the event loop keeps the other requests going."""
 
     def __init__(self, path: Path):
         if path.is_file():
@@ -176,6 +178,14 @@ class RequestCache(AnswerCache):
                     handle.flush()
                     os.fsync(handle.fileno())
         super().__init__(path)
+        self.lock = threading.Lock()
+
+    def _locked_add(self, *args: str) -> None:
+        with self.lock:
+            self.add(*args)
+
+    async def append(self, key: str, row_id: str, model: str, answer: str) -> None:
+        await asyncio.to_thread(self._locked_add, key, row_id, model, answer)
 
 
 def cache_key(stage: str, chunk: str, question: str, model: str, extra: dict[str, Any]) -> str:
@@ -211,7 +221,7 @@ class Run:
             return None
         finally:
             self.bar.update(1)
-        self.cache.add(key, f"{stage}:{unit.where}:{question}", self.model, text)
+        await self.cache.append(key, f"{stage}:{unit.where}:{question}", self.model, text)
         return text
 
     async def chunk(self, unit: Unit) -> None:
@@ -243,7 +253,7 @@ class Run:
             qa.status = "failed:answer"
             return
         qa.answer = answer.strip()
-        reason = rule_filter(qa.answer, qa.unit.heading + qa.unit.text, self.opts.min_len, self.opts.max_len)
+        reason = rule_filter(qa.answer, qa.unit.heading + "\n" + qa.unit.text, self.opts.min_len, self.opts.max_len)
         if reason:
             qa.status = reason
             return

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from openai import (APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, AuthenticationError,
                     InternalServerError, PermissionDeniedError, RateLimitError)
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -140,17 +139,20 @@ class Teacher:
                  cooldown: float = 30.0, backoff: tuple[float, float] = (0.5, 8.0)):
         self.config = config
         self.pool = KeyPool(config.keys, cooldown)
-        self.clients = [AsyncOpenAI(base_url=config.base_url, api_key=k, max_retries=0, timeout=timeout) for k in config.keys]
+        first = AsyncOpenAI(base_url=config.base_url, api_key=config.keys[0], max_retries=0, timeout=timeout)
+        self.clients = [first] + [first.with_options(api_key=k) for k in config.keys[1:]]  # one connection pool
         self.sem = asyncio.Semaphore(concurrency)
         self.attempts, self.backoff, self.sent = attempts, backoff, 0
 
     async def check(self) -> None:
+        """Fail at once, clearly, when nothing answers at the base URL (any HTTP answer will do)."""
         try:
-            async with httpx.AsyncClient(timeout=10) as http:
-                await http.get(f"{self.config.base_url}/models")
-        except httpx.HTTPError as exc:
+            await self.clients[0].models.list(timeout=10)
+        except APIConnectionError as exc:
             raise TeacherError(f"cannot reach the teacher at {self.config.base_url} ({type(exc).__name__}) — "
                                "check VSLM_TEACHER_BASE_URL") from None
+        except Exception:
+            pass
 
     async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> str:
         index = await self.pool.pick()
@@ -192,5 +194,4 @@ class Teacher:
         raise TeacherError("no attempt was made")  # unreachable
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
+        await self.clients[0].close()  # the others share its connection pool

@@ -41,7 +41,7 @@ SPECS: dict[str, dict] = {
                        num_key_value_heads=1, head_dim=32, max_position_embeddings=4096, rope_theta=1_000_000.0),
     },
 }
-WARMUP = dict(seed=0, max_steps=200, learning_rate=5.0e-3, per_device_train_batch_size=8, cutoff_len=160)
+WARMUP = dict(seed=0, max_steps=250, learning_rate=5.0e-3, per_device_train_batch_size=8, cutoff_len=160)
 
 
 def spec_hash(name: str) -> str:

@@ -144,6 +144,24 @@ def _offline_theme(demo) -> None:
     demo.theme_hash = hashlib.sha256(demo.theme_css.encode("utf-8")).hexdigest()
 
 
+def _json_outputs_as_data() -> None:
+    """Gradio 5 answers events run with queue=False (LlamaBoard's "Preview dataset") by serialising a gr.JSON
+    value with str(), so the rows show as the Python text "root=[{...}]" (gradio issue #12341, fixed in gradio 6,
+    which LlamaFactory 0.9.5 does not allow). Serialise pydantic models as their data instead; everything else
+    is encoded exactly as before."""
+    import orjson
+    import pydantic
+    from gradio import routes
+
+    def default(obj):
+        return obj.model_dump() if isinstance(obj, pydantic.BaseModel) else str(obj)
+
+    def render(content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME, default=default)
+
+    routes.ORJSONResponse._render = staticmethod(render)
+
+
 _EXTERNAL_TAGS = re.compile(rb'<link[^>]*href="https?://[^"]*"[^>]*>|<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', re.S)
 
 
@@ -197,6 +215,7 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, open_browser: bool = 
 
     demo = create_ui()
     _offline_theme(demo)
+    _json_outputs_as_data()
     print(f"[webui] LlamaBoard on http://{host}:{port} — Train tab: Data dir `{DATA_DIR}` to see this repository's datasets",
           flush=True)
     from starlette.middleware import Middleware

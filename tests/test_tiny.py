@@ -1,0 +1,42 @@
+"""The tiny offline models: real tokenizer, Qwen2/Qwen3 architectures with vLLM-compatible head size,
+seeded and cached by a hash of their recipe."""
+
+import json
+
+import pytest
+
+from vslm import tiny
+
+
+def test_spec_hash_is_stable_and_changes_with_the_recipe(monkeypatch):
+    first = tiny.spec_hash("tiny-qwen2")
+    assert first == tiny.spec_hash("tiny-qwen2")
+    assert first != tiny.spec_hash("tiny-qwen3")
+    monkeypatch.setitem(tiny.WARMUP, "max_steps", tiny.WARMUP["max_steps"] + 1)
+    assert tiny.spec_hash("tiny-qwen2") != first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, model_type", [("tiny_qwen2", "qwen2"), ("tiny_qwen3", "qwen3")])
+def test_built_model_has_real_tokenizer_and_head_size_32(request, fixture, model_type):
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = request.getfixturevalue(fixture)
+    config = AutoConfig.from_pretrained(path)
+    assert config.model_type == model_type
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    assert head == 32, "vLLM's CPU attention supports head sizes 32, 64, 80, ..."
+    assert config.vocab_size == 151936 and config.tie_word_embeddings
+    tok = AutoTokenizer.from_pretrained(path)
+    assert tok("Hello world")["input_ids"] == [9707, 1879] and tok("你好")["input_ids"] == [108386]
+    assert tok.convert_tokens_to_ids("<|im_start|>") == 151644
+    stamp = json.loads((path / "vslm_tiny.json").read_text())
+    assert stamp["hash"] == tiny.spec_hash(path.name)
+    losses = [json.loads(l)["loss"] for l in (path / "trainer_log.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert losses[-1] < losses[0] - 3, f"the warm-up must have taught the network something: {losses[0]} -> {losses[-1]}"
+
+
+@pytest.mark.slow
+def test_second_build_reuses_the_cache(tiny_qwen2, capsys):
+    assert tiny.build_tiny("tiny-qwen2") == tiny_qwen2
+    assert "cached build" in capsys.readouterr().out
