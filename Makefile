@@ -22,7 +22,8 @@ check: install
 	.venv/bin/vslm check && .venv/bin/vslm validate && .venv/bin/vslm registry
 
 # Benchmarks (not tests): the GPU plan (estimate, ~1 min), then the CPU training benchmark with the tiny
-# model (~15-25 min on 2 cores; results in benchmarks/results/). See "## Benchmarks" in README.md.
+# model (~15 min on 2 cores, plus one `vslm demo` unless saves/tiny/telecom_r32/eval/report.json exists;
+# results in benchmarks/results/). See "## Benchmarks" in README.md.
 .PHONY: bench
 bench: install
 	.venv/bin/python benchmarks/gpu_plan.py

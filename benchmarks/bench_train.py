@@ -2,6 +2,7 @@
 """Training benchmarks on this CPU with the tiny model, measured side by side in one run. Not a test:
 
     .venv/bin/python benchmarks/bench_train.py [--steps 20] [--repeats 2] [--e2e auto|run|reuse|skip]
+    .venv/bin/python benchmarks/bench_train.py --parts c --e2e reuse --rss-json benchmarks/results/demo_rss.json
 
 a. Framework overhead: `llamafactory-cli train recipes/telecom_r32.yaml` + its tiny-profile overrides
    (vslm.matrix.profile_overrides) + max_steps=N, no eval, no checkpoints, output to a temp dir — against a
@@ -14,12 +15,14 @@ b. Padding waste: for every recipe's training datasets (rows tokenised by LlamaF
    (collator pads each micro-batch to its longest row, multiple of 8; mean over shuffles), with packing and
    with neat_packing (greedy knapsack into cutoff_len blocks per preprocessing shard, exactly as
    LlamaFactory packs — checked against its packed dataset in this run); and the measured tokens/s of short
-   llamafactory runs with packing=true vs false (telecom, tiny profile).
+   llamafactory runs with packing=true / neat_packing=true vs false (telecom, tiny profile).
 c. End to end: wall time and peak RSS (process tree, sampled with psutil) of every stage of `vslm demo`.
-   By default (auto) it reuses saves/tiny/telecom_r32/eval/report.json timings if present (no RSS then),
-   otherwise it runs the demo once with VSLM_SAVES in a temp dir so nobody's saves/ are touched.
+   auto: if saves/tiny/telecom_r32/eval/report.json exists its context.timings_s are reused (add peak RSS
+   recorded by benchmarks/rss_watch.py on that demo with --rss-json); otherwise the demo runs once with
+   VSLM_SAVES in a throw-away folder under saves/, so nobody's saves/tiny is touched.
    Targets: ≤ 10 min and ≤ 6 GB on 2 cores.
 
+--parts c (or a, b, ab, …) re-runs only those parts and keeps the others from --out.
 Prints the tables, then one JSON line; writes benchmarks/results/train.json.
 """
 
@@ -239,125 +242,71 @@ def demo_stage(line: str) -> str | None:
     return DEMO_STAGES.get(int(m.group(1))) if m else None
 
 
-def end_to_end(mode: str, tmp: Path) -> dict[str, Any]:
+def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
     existing = ROOT / "saves" / "tiny" / RECIPE / "eval" / "report.json"
     if mode == "skip":
         return {"mode": "skipped"}
     if mode in ("auto", "reuse") and existing.is_file():
         report = json.loads(existing.read_text())
         timings = (report.get("context") or {}).get("timings_s") or {}
+        rss = json.loads(rss_json.read_text()) if rss_json and rss_json.is_file() else None
+        stages = {k: {"wall_s": v, "peak_rss_gib": (rss or {}).get("stages", {}).get(k, {}).get("peak_rss_gib")}
+                  for k, v in timings.items() if k != "total"}
+        total = timings.get("total") or round(sum(v for k, v in timings.items() if k != "total"), 1)
         return {"mode": "reused", "source": str(existing.relative_to(ROOT)), "timings_s": timings,
-                "backend": (report.get("context") or {}).get("backend"),
-                "stages": {k: {"wall_s": v, "peak_rss_gib": None} for k, v in timings.items() if k != "total"},
-                "total_s": timings.get("total"), "peak_rss_gib": None,
-                "note": "timings read from an existing report; RSS not measured (run with --e2e run)"}
+                "backend": (report.get("context") or {}).get("backend"), "stages": stages, "total_s": total,
+                "peak_rss_gib": (rss or {}).get("peak_rss_gib"),
+                "rss_source": None if rss is None else str(rss_json),
+                "note": ("wall times from the report's context.timings_s; " + (
+                    "peak RSS sampled with benchmarks/rss_watch.py on that same demo run" if rss else
+                    "RSS not measured (run with --e2e run, or watch a demo with benchmarks/rss_watch.py and pass --rss-json)"))}
     if mode == "reuse":
         return {"mode": "missing", "note": f"{existing.relative_to(ROOT)} not found"}
-    saves = tmp / "demo-saves"
-    log = tmp / "demo.log"
-    print(f"[bench] c. running `vslm demo` once (VSLM_SAVES={saves}; log {log})", flush=True)
-    res = Measured([str(Path(sys.executable).with_name("vslm")), "demo"], log, env={"VSLM_SAVES": str(saves)},
-                   stage_of=demo_stage).run()
-    if res["rc"] != 0:
-        return {"mode": "ran", "rc": res["rc"], "error": tail(log, 40)}
-    report = json.loads((saves / "tiny" / RECIPE / "eval" / "report.json").read_text())
-    timings = (report.get("context") or {}).get("timings_s") or {}
+    # The demo writes under $VSLM_SAVES; a throw-away folder inside the (git-ignored) saves/ keeps everybody's
+    # saves/tiny untouched and keeps the paths relative to the repository, as the demo prints them.
+    (ROOT / "saves").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".bench-demo-", dir=ROOT / "saves") as tmp:
+        saves = Path(tmp).relative_to(ROOT)
+        log = Path(tmp) / "demo.log"
+        print(f"[bench] c. running `vslm demo` once (VSLM_SAVES={saves})", flush=True)
+        res = Measured([str(Path(sys.executable).with_name("vslm")), "demo"], log, env={"VSLM_SAVES": str(saves)},
+                       stage_of=demo_stage).run()
+        report_path = ROOT / saves / "tiny" / RECIPE / "eval" / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.is_file() else None
+        error = None if res["rc"] == 0 else tail(log, 15)
     stages = {name: {"wall_s": round(s["end_s"] - s["start_s"], 1), "peak_rss_gib": round(s["peak_rss"] / GIB, 2)}
               for name, s in res["stages"].items()}
-    return {"mode": "ran", "rc": 0, "timings_s": timings, "stages": stages, "total_s": round(res["wall_s"], 1),
-            "peak_rss_gib": round(res["peak_rss"] / GIB, 2), "backend": (report.get("context") or {}).get("backend")}
+    out = {"mode": "ran", "rc": res["rc"], "stages": stages, "total_s": round(res["wall_s"], 1),
+           "peak_rss_gib": round(res["peak_rss"] / GIB, 2)}
+    if report:
+        out.update(timings_s=(report.get("context") or {}).get("timings_s"), backend=(report.get("context") or {}).get("backend"))
+    if error:
+        out["error"] = error
+    return out
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- printing
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per training run (default 20)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per side in (a), alternating A B B A (default 2)")
-    parser.add_argument("--e2e", choices=["auto", "run", "reuse", "skip"], default="auto",
-                        help="c: auto = reuse saves/tiny/telecom_r32/eval/report.json if present, else run the demo once")
-    parser.add_argument("--no-neat", action="store_true", help="skip the measured neat_packing run in (b)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "train.json")
-    args = parser.parse_args()
-
-    started = time.perf_counter()
-    info = {**machine(), "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-    model = ensure_tiny()
-    tiny = load_matrix()["profiles"]["tiny"]
-    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        tmp = Path(tmp)
-
-        # a. framework overhead, alternating A B B A ...
-        parity = tokenisation_parity(model)
-        print(f"[bench] a. tokenisation parity: hand-written == LlamaFactory on {parity['identical']}/{parity['rows']} rows", flush=True)
-        lf_runs, hf_runs = [], []
-        order = []
-        for i in range(args.repeats):
-            order += ["lf", "hf"] if i % 2 == 0 else ["hf", "lf"]
-        for i, side in enumerate(order):
-            print(f"[bench] a. run {i + 1}/{len(order)}: {'llamafactory-cli train' if side == 'lf' else 'PEFT + Trainer'}", flush=True)
-            if side == "lf":
-                lf_runs.append(run_llamafactory(args.steps, tmp / f"lf{i}", "llamafactory-cli train"))
-            else:
-                hf_runs.append(run_baseline(args.steps, tmp / f"hf{i}", model))
-        lf_tps = median([r["tokens_per_s"] for r in lf_runs])
-        hf_tps = median([r["tokens_per_s"] for r in hf_runs])
-        overhead = {"parity": parity, "llamafactory": lf_runs, "baseline": hf_runs, "llamafactory_tokens_per_s": lf_tps,
-                    "baseline_tokens_per_s": hf_tps, "ratio": round(lf_tps / hf_tps, 3), "target": 0.9,
-                    "steps": args.steps, "batch": tiny["per_device_train_batch_size"], "cutoff": tiny["cutoff_len"]}
-
-        # b. padding waste: computed for every recipe, measured for telecom in the tiny profile
-        print("[bench] b. padding waste per recipe (LlamaFactory tokenisation, real Qwen tokenizer)", flush=True)
-        table = padding_table()
-        recipe = get_recipe(RECIPE)
-        cfg = recipe_config(recipe.stage("train").path)
-        tiny_lengths = row_lengths(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"])
-        tiny_nopack = padded_tokens(tiny_lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"])
-        tiny_packed = packed_blocks(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"])
-        lf_check = packed_blocks_lf(cfg, recipe["family"])
-        sim = next(r for r in table if r["recipe"] == RECIPE)
-        check = {"llamafactory_blocks": lf_check["blocks"], "simulated_blocks": sim["blocks"],
-                 "llamafactory_useful": lf_check["useful"], "simulated_useful": sim["tokens_useful"],
-                 "match": lf_check["blocks"] == sim["blocks"] and lf_check["useful"] == sim["tokens_useful"]}
-        print(f"[bench] b. packing simulation vs LlamaFactory's packed {RECIPE} dataset: "
-              f"{check['simulated_blocks']} vs {check['llamafactory_blocks']} blocks — {'match' if check['match'] else 'MISMATCH'}", flush=True)
-        pack_runs = []
-        modes = [("packing=true", {"packing": True})] + ([] if args.no_neat else [("neat_packing=true", {"neat_packing": True})])
-        for i, (label, extra) in enumerate(modes):
-            print(f"[bench] b. llamafactory-cli train with {label}", flush=True)
-            pack_runs.append(run_llamafactory(args.steps, tmp / f"pack{i}", label, **extra))
-        base = {"label": "packing=false (runs of a)", "tokens_per_s": lf_tps, "useful_fraction": tiny_nopack["useful_fraction"]}
-        measured = [base] + [{"label": r["label"], "tokens_per_s": r["tokens_per_s"], "useful_fraction": tiny_packed["useful_fraction"],
-                              "wall_s": r["wall_s"], "train_runtime_s": r["train_runtime_s"], "tokens": r["tokens"]} for r in pack_runs]
-        for m in measured:
-            m["useful_tokens_per_s"] = round(m["tokens_per_s"] * m["useful_fraction"], 1)
-            m["useful_vs_no_packing"] = round(m["useful_tokens_per_s"] / (lf_tps * tiny_nopack["useful_fraction"]), 3)
-            m["processed_vs_no_packing"] = round(m["tokens_per_s"] / lf_tps, 3)
-        padding = {"recipes": table, "packing_check": check,
-                   "tiny_telecom": {"cutoff": tiny["cutoff_len"], "batch": tiny["per_device_train_batch_size"],
-                                    "no_packing": tiny_nopack, "packed": tiny_packed, "measured": measured}}
-
-        # c. end to end
-        e2e = end_to_end(args.e2e, tmp)
-
-    # ---------------------------------------------------------------- print
-    print(f"\n== a. framework overhead: {RECIPE}, tiny profile (models/{TINY}, fp32 CPU, batch {tiny['per_device_train_batch_size']}, "
-          f"cutoff {tiny['cutoff_len']}, LoRA r32/α64 all linear), {args.steps} steps, runs in order {' '.join(order)}")
+def print_overhead(o: dict[str, Any]) -> None:
+    print(f"\n== a. framework overhead: {RECIPE}, tiny profile (models/{TINY}, fp32 CPU, batch {o['batch']}, cutoff {o['cutoff']}, "
+          f"LoRA r32/α64 all linear), {o['steps']} steps, runs in order {' '.join(o['order'])}")
     print(f"{'run':32} {'steps':>5} {'tokens':>7} {'train s':>8} {'tokens/s':>9} {'wall s':>7} {'peak RSS':>9}")
-    for r in [x for pair in zip(lf_runs, hf_runs) for x in pair]:
+    for r in o["runs"]:
         print(f"{r['label']:32} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>8} {r['tokens_per_s']:>9} {r['wall_s']:>7} "
               f"{r['peak_rss_gib']:>7} G")
-    print(f"median tokens/s: LlamaFactory {lf_tps}, hand-written {hf_tps} -> ratio {overhead['ratio']}x (target >= 0.9x); "
-          f"tokenisation identical on {parity['identical']}/{parity['rows']} rows")
+    print(f"median tokens/s: LlamaFactory {o['llamafactory_tokens_per_s']}, hand-written {o['baseline_tokens_per_s']} -> "
+          f"ratio {o['ratio']}x (target >= 0.9x); tokenisation identical on {o['parity']['identical']}/{o['parity']['rows']} rows")
 
+
+def print_padding(p: dict[str, Any]) -> None:
     print("\n== b. useful-token fraction (non-padding / processed) at each recipe's batch and cutoff")
     print(f"{'recipe':20} {'datasets':27} {'rows':>5} {'batch':>5} {'cutoff':>6} {'shipped':>13} {'no packing':>10} "
           f"{'packing':>8} {'neat':>7}  rows sharing a block (neat packing's guard)")
-    for r in table:
+    for r in p["recipes"]:
         if r.get("pt"):
             pt = r["pt"]
             note = (f"pt concatenates per shard ({pt['workers']} workers): {pt['blocks']} blocks; {pt['dropped_tokens']} of "
@@ -369,41 +318,156 @@ def main() -> None:
                  f"(up to {r['max_rows_per_block']})")
         print(f"{r['recipe']:20} {r['datasets']:27} {r['rows']:>5} {r['batch']:>5} {r['cutoff']:>6} {r['as_shipped']:>13} "
               f"{pct(r['no_packing']):>10} {pct(r['packing']):>8} {pct(r['neat_packing']):>7}  {guard}")
-    print("packing and neat_packing build the same blocks (same useful fraction); with plain packing every row in a "
-          "multi-row block attends to its neighbours — neat_packing's block-diagonal mask is what keeps them independent.")
-    tp = padding["tiny_telecom"]
+    c = p["packing_check"]
+    print(f"packing simulated exactly as LlamaFactory packs (checked on {RECIPE}: {c['simulated_blocks']} vs "
+          f"{c['llamafactory_blocks']} blocks, {'match' if c['match'] else 'MISMATCH'}). packing and neat_packing build the same "
+          "blocks; with plain packing every row in a multi-row block attends to its neighbours — neat_packing's "
+          "block-diagonal mask is what keeps them independent.")
+    tp = p["tiny_telecom"]
     print(f"\nmeasured, {RECIPE} tiny profile (cutoff {tp['cutoff']}, batch {tp['batch']}): useful fraction no packing "
           f"{pct(tp['no_packing']['useful_fraction'])}, packed {pct(tp['packed']['useful_fraction'])} "
           f"({tp['packed']['rows_sharing_a_block']}/{tp['packed']['rows']} rows share a block)")
     print(f"{'run':28} {'tokens/s':>9} {'useful':>7} {'useful tok/s':>12} {'vs no packing':>13}")
-    for m in measured:
+    for m in tp["measured"]:
         print(f"{m['label']:28} {m['tokens_per_s']:>9} {pct(m['useful_fraction']):>7} {m['useful_tokens_per_s']:>12} "
               f"{m['useful_vs_no_packing']:>12}x")
 
-    print("\n== c. end to end: `vslm demo` (tiny model -> train -> merge -> serve+eval -> report)")
-    if e2e.get("stages"):
-        print(f"{'stage':16} {'wall s':>8} {'peak RSS (tree)':>16}")
-        for name, s in e2e["stages"].items():
-            rss = "-" if s["peak_rss_gib"] is None else f"{s['peak_rss_gib']} GiB"
-            print(f"{name:16} {s['wall_s']:>8} {rss:>16}")
-        total_rss = "-" if e2e.get("peak_rss_gib") is None else f"{e2e['peak_rss_gib']} GiB"
-        print(f"{'total':16} {e2e.get('total_s'):>8} {total_rss:>16}   (targets: <= 600 s, <= 6 GB on 2 cores; "
-              f"backend {e2e.get('backend')}; {e2e['mode']})")
-    else:
-        print(f"  {e2e}")
 
-    result = {"benchmark": "train", "machine": info, "steps": args.steps, "repeats": args.repeats,
-              "overhead": overhead, "padding": padding, "end_to_end": e2e,
-              "bench_wall_s": round(time.perf_counter() - started, 1),
-              "note": "shared machine: absolute numbers are noisy; the side-by-side ratios are what matter"}
+def print_e2e(e: dict[str, Any]) -> None:
+    print("\n== c. end to end: `vslm demo` (tiny model -> train -> merge -> serve+eval -> report)")
+    if not e.get("stages"):
+        print(f"  {e}")
+        return
+    print(f"{'stage':16} {'wall s':>8} {'peak RSS (tree)':>16}")
+    for name, st in e["stages"].items():
+        rss = "-" if st.get("peak_rss_gib") is None else f"{st['peak_rss_gib']} GiB"
+        print(f"{name:16} {st['wall_s']:>8} {rss:>16}")
+    total_rss = "-" if e.get("peak_rss_gib") is None else f"{e['peak_rss_gib']} GiB"
+    print(f"{'total':16} {e.get('total_s'):>8} {total_rss:>16}   (targets: <= 600 s, <= 6 GB on 2 cores; "
+          f"backend {e.get('backend')}; {e['mode']})")
+    if e.get("note"):
+        print(f"  {e['note']}")
+    if e.get("error"):
+        print(f"  the demo exited with {e.get('rc')}:\n" + "\n".join("    " + l for l in e["error"].splitlines()))
+
+
+# ---------------------------------------------------------------- main
+
+def part_a(steps: int, repeats: int, model: Path, tmp: Path) -> dict[str, Any]:
+    tiny = load_matrix()["profiles"]["tiny"]
+    parity = tokenisation_parity(model)
+    print(f"[bench] a. tokenisation parity: hand-written == LlamaFactory on {parity['identical']}/{parity['rows']} rows", flush=True)
+    order: list[str] = []
+    for i in range(repeats):
+        order += ["lf", "hf"] if i % 2 == 0 else ["hf", "lf"]
+    runs, lf_runs, hf_runs = [], [], []
+    for i, side in enumerate(order):
+        print(f"[bench] a. run {i + 1}/{len(order)}: {'llamafactory-cli train' if side == 'lf' else 'PEFT + Trainer'}", flush=True)
+        if side == "lf":
+            r = run_llamafactory(steps, tmp / f"lf{i}", "llamafactory-cli train")
+            lf_runs.append(r)
+        else:
+            r = run_baseline(steps, tmp / f"hf{i}", model)
+            hf_runs.append(r)
+        runs.append(r)
+    lf_tps = round(median([r["tokens_per_s"] for r in lf_runs]), 1)
+    hf_tps = round(median([r["tokens_per_s"] for r in hf_runs]), 1)
+    return {"parity": parity, "runs": runs, "order": order, "llamafactory_tokens_per_s": lf_tps, "baseline_tokens_per_s": hf_tps,
+            "ratio": round(lf_tps / hf_tps, 3), "target": 0.9, "steps": steps, "batch": tiny["per_device_train_batch_size"],
+            "cutoff": tiny["cutoff_len"]}
+
+
+def part_b(steps: int, no_neat: bool, lf_tps: float | None, tmp: Path) -> dict[str, Any]:
+    tiny = load_matrix()["profiles"]["tiny"]
+    print("[bench] b. padding waste per recipe (LlamaFactory tokenisation, real Qwen tokenizer)", flush=True)
+    table = padding_table()
+    recipe = get_recipe(RECIPE)
+    cfg = recipe_config(recipe.stage("train").path)
+    tiny_lengths = row_lengths(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"])
+    tiny_nopack = padded_tokens(tiny_lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"])
+    tiny_packed = packed_blocks(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"])
+    lf_check = packed_blocks_lf(cfg, recipe["family"])
+    sim = next(r for r in table if r["recipe"] == RECIPE)
+    check = {"llamafactory_blocks": lf_check["blocks"], "simulated_blocks": sim["blocks"],
+             "llamafactory_useful": lf_check["useful"], "simulated_useful": sim["tokens_useful"],
+             "match": lf_check["blocks"] == sim["blocks"] and lf_check["useful"] == sim["tokens_useful"]}
+    print(f"[bench] b. packing simulation vs LlamaFactory's packed {RECIPE} dataset: "
+          f"{check['simulated_blocks']} vs {check['llamafactory_blocks']} blocks — {'match' if check['match'] else 'MISMATCH'}", flush=True)
+    measured = []
+    if lf_tps is None:
+        print("[bench] b. llamafactory-cli train with packing=false", flush=True)
+        lf_tps = run_llamafactory(steps, tmp / "nopack", "packing=false")["tokens_per_s"]
+        measured.append({"label": "packing=false", "tokens_per_s": lf_tps, "useful_fraction": tiny_nopack["useful_fraction"]})
+    else:
+        measured.append({"label": "packing=false (runs of a)", "tokens_per_s": lf_tps, "useful_fraction": tiny_nopack["useful_fraction"]})
+    modes = [("packing=true", {"packing": True})] + ([] if no_neat else [("neat_packing=true", {"neat_packing": True})])
+    for i, (label, extra) in enumerate(modes):
+        print(f"[bench] b. llamafactory-cli train with {label}", flush=True)
+        r = run_llamafactory(steps, tmp / f"pack{i}", label, **extra)
+        measured.append({"label": label, "tokens_per_s": r["tokens_per_s"], "useful_fraction": tiny_packed["useful_fraction"],
+                         "wall_s": r["wall_s"], "train_runtime_s": r["train_runtime_s"], "tokens": r["tokens"],
+                         "peak_rss_gib": r["peak_rss_gib"]})
+    for m in measured:
+        m["useful_tokens_per_s"] = round(m["tokens_per_s"] * m["useful_fraction"], 1)
+        m["useful_vs_no_packing"] = round(m["useful_tokens_per_s"] / (lf_tps * tiny_nopack["useful_fraction"]), 3)
+        m["processed_vs_no_packing"] = round(m["tokens_per_s"] / lf_tps, 3)
+    return {"recipes": table, "packing_check": check,
+            "tiny_telecom": {"cutoff": tiny["cutoff_len"], "batch": tiny["per_device_train_batch_size"],
+                             "no_packing": tiny_nopack, "packed": tiny_packed, "measured": measured}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per training run (default 20)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per side in (a), alternating A B B A (default 2)")
+    parser.add_argument("--parts", default="abc", help="which parts to (re)run, e.g. `c`; the others are kept from --out")
+    parser.add_argument("--e2e", choices=["auto", "run", "reuse", "skip"], default="auto",
+                        help="c: auto = reuse saves/tiny/telecom_r32/eval/report.json if present, else run the demo once")
+    parser.add_argument("--rss-json", type=Path, help="c, with a reused report: peak RSS per stage from benchmarks/rss_watch.py")
+    parser.add_argument("--no-neat", action="store_true", help="skip the measured neat_packing run in (b)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train.json")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    previous = json.loads(args.out.read_text()) if args.out.is_file() and set(args.parts) != set("abc") else {}
+    result: dict[str, Any] = {"benchmark": "train", **{k: previous[k] for k in ("overhead", "padding", "end_to_end") if k in previous}}
+    info = {**machine(), "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    result["machine"] = info if "a" in args.parts or "machine" not in previous else previous["machine"]
+    if "c" in args.parts and set(args.parts) != set("abc"):
+        result.setdefault("machine", {})["e2e_date"] = info["date"]
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        tmp = Path(tmp)
+        if "a" in args.parts or "b" in args.parts:
+            model = ensure_tiny()
+        if "a" in args.parts:
+            result["overhead"] = part_a(args.steps, args.repeats, model, tmp)
+        if "b" in args.parts:
+            lf_tps = result["overhead"]["llamafactory_tokens_per_s"] if "a" in args.parts else None
+            result["padding"] = part_b(args.steps, args.no_neat, lf_tps, tmp)
+        if "c" in args.parts:
+            result["end_to_end"] = end_to_end(args.e2e, args.rss_json)
+
+    if "overhead" in result:
+        print_overhead(result["overhead"])
+    if "padding" in result:
+        print_padding(result["padding"])
+    if "end_to_end" in result:
+        print_e2e(result["end_to_end"])
+
+    result.update(steps=result.get("overhead", {}).get("steps", args.steps), repeats=args.repeats,
+                  bench_wall_s=round(time.perf_counter() - started, 1),
+                  note="shared machine: absolute numbers are noisy; the side-by-side ratios are what matter")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    summary = {"benchmark": "train", "date": info["date"], "nproc": info["nproc"], "steps": args.steps,
-               "lf_tokens_per_s": lf_tps, "hand_tokens_per_s": hf_tps, "overhead_ratio": overhead["ratio"],
-               "useful_fraction": {r["recipe"]: {"no_packing": r["no_packing"], "packing": r["packing"]} for r in table},
-               "packing_useful_tokens_per_s_ratio": {m["label"]: m["useful_vs_no_packing"] for m in measured[1:]},
-               "e2e_total_s": e2e.get("total_s"), "e2e_peak_rss_gib": e2e.get("peak_rss_gib"),
-               "e2e_stages": e2e.get("stages"), "results": str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT) else str(args.out)}
+    o, p, e = result.get("overhead", {}), result.get("padding", {}), result.get("end_to_end", {})
+    summary = {"benchmark": "train", "date": result["machine"].get("date"), "nproc": result["machine"].get("nproc"),
+               "steps": o.get("steps"), "lf_tokens_per_s": o.get("llamafactory_tokens_per_s"),
+               "hand_tokens_per_s": o.get("baseline_tokens_per_s"), "overhead_ratio": o.get("ratio"),
+               "useful_fraction": {r["recipe"]: {"no_packing": r["no_packing"], "packing": r["packing"]} for r in p.get("recipes", [])},
+               "packing_useful_tokens_per_s_ratio": {m["label"]: m["useful_vs_no_packing"]
+                                                     for m in p.get("tiny_telecom", {}).get("measured", [])[1:]},
+               "e2e_total_s": e.get("total_s"), "e2e_peak_rss_gib": e.get("peak_rss_gib"), "e2e_stages": e.get("stages"),
+               "results": str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT) else str(args.out)}
     print(json.dumps(summary, ensure_ascii=False))
 
 

@@ -61,6 +61,29 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
             "base_model": base_model, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir}
 
 
+def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: Path) -> float:
+    """Teacher-forced loss of the held-out reference answers (LlamaFactory's own eval loop, the recipe's
+    template and system prompt): a before/after signal that does not depend on decoding."""
+    import json
+    import subprocess
+
+    from .train import llamafactory_cli
+
+    stage = recipe.stage("train")
+    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()),
+                 "model_name_or_path": model_path, "do_train": False, "do_eval": True, "eval_dataset": recipe["eval_set"],
+                 "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
+    overrides.pop("adapter_name_or_path", None)
+    cmd = [llamafactory_cli(), "train", str(stage.path), *format_overrides(overrides)]
+    print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "eval.log").open("w") as log:
+        result = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"held-out loss run failed (exit {result.returncode}); see {out_dir / 'eval.log'}")
+    return round(json.loads((out_dir / "all_results.json").read_text())["eval_loss"], 4)
+
+
 def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: str = "auto", port: int | None = None,
          limit: int | None = None, skip_train: bool = False) -> Path:
     started = time.monotonic()
@@ -91,7 +114,15 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out set")
     ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval")
     lap("serve_and_eval", t0)
-    _step(5, 5, "write the before/after report")
+    _step(5, 5, "held-out reference loss (LlamaFactory eval loop) and the before/after report")
+    t0 = time.monotonic()
+    losses = {"base": heldout_loss(recipe, profile, ev["base_model"], out_dir / "loss-base"),
+              "fine-tuned": heldout_loss(recipe, profile, str(ROOT / profile_overrides(recipe, recipe.stage("merge"), profile, matrix, saves_root())["export_dir"]),
+                                         out_dir / "loss-fine-tuned")}
+    for label, value in losses.items():
+        ev["results"][label]["summary"]["overall"]["heldout_loss"] = value
+    lap("heldout_loss", t0)
+    timings["total_before_report"] = round(time.monotonic() - started, 1)
     context = {"recipe": recipe.name, "profile": profile, "eval_set": recipe["eval_set"], "system": recipe["system"],
                "max_tokens": 96, "backend": ev["backend"], "base": ev["base_model"], "fine-tuned": ev["fine_tuned"],
                "train_command": "llamafactory-cli train " + str(recipe.stage("train").path) + " "
@@ -102,6 +133,7 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
                          trainer_log=adapter_dir / "trainer_log.jsonl")
     timings["total"] = round(time.monotonic() - started, 1)
     overall = {k: v["summary"]["overall"] for k, v in ev["results"].items()}
-    print(f"\nkey-fact recall: base {overall['base']['key_fact_recall']} -> fine-tuned {overall['fine-tuned']['key_fact_recall']}")
+    print(f"\nheld-out reference loss: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "
+          f"key-fact recall: base {overall['base']['key_fact_recall']} -> fine-tuned {overall['fine-tuned']['key_fact_recall']}")
     print(f"report: {files['md'].relative_to(ROOT)}  (also report.json, report.png, loss.png)  total {timings['total']}s")
     return files["md"]

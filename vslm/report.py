@@ -8,7 +8,7 @@ from typing import Any
 
 from .jsonio import atomic_write_json, atomic_write_text
 
-METRICS = [("accuracy", "accuracy (all key facts / right label)"), ("key_fact_recall", "key-fact recall"),
+METRICS = [("heldout_loss", "held-out reference loss (nats/token, lower is better)"), ("accuracy", "accuracy (all key facts / right label)"), ("key_fact_recall", "key-fact recall"),
            ("rouge-l", "ROUGE-L"), ("bleu-4", "BLEU-4"), ("refusal_rate_on_answerable", "refusal rate on answerable"),
            ("hallucination_rate", "hallucination rate (should refuse)")]
 
