@@ -253,12 +253,20 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
         stages = {k: {"wall_s": v, "peak_rss_gib": (rss or {}).get("stages", {}).get(k, {}).get("peak_rss_gib")}
                   for k, v in timings.items() if k != "total"}
         total = timings.get("total") or round(sum(v for k, v in timings.items() if k != "total"), 1)
+        coverage = ""
+        if rss and rss.get("watched_s", 0) < total - 5:
+            coverage = (f" (the watcher was attached {total - rss['watched_s']:.0f} s into the run, so it saw the last "
+                        f"{rss['watched_s']:.0f} s: part of train, then merge, serve_and_eval and the report)")
+        if rss and "other" in rss.get("stages", {}):
+            coverage += f"; outside the subprocess stages (in-process tiny model, report) peak {rss['stages']['other']['peak_rss_gib']} GiB"
+        if "total" not in timings:
+            coverage += "; total = sum of the timed stages (the report step is not in context.timings_s)"
         return {"mode": "reused", "source": str(existing.relative_to(ROOT)), "timings_s": timings,
                 "backend": (report.get("context") or {}).get("backend"), "stages": stages, "total_s": total,
                 "peak_rss_gib": (rss or {}).get("peak_rss_gib"),
                 "rss_source": None if rss is None else str(rss_json),
                 "note": ("wall times from the report's context.timings_s; " + (
-                    "peak RSS sampled with benchmarks/rss_watch.py on that same demo run" if rss else
+                    "peak RSS sampled with benchmarks/rss_watch.py on that same demo run" + coverage if rss else
                     "RSS not measured (run with --e2e run, or watch a demo with benchmarks/rss_watch.py and pass --rss-json)"))}
     if mode == "reuse":
         return {"mode": "missing", "note": f"{existing.relative_to(ROOT)} not found"}

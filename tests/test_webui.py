@@ -68,7 +68,7 @@ def test_preset_is_the_recipe_in_llamaboard_fields():
     assert extra["default_system"] == config["default_system"] and extra["optim"] == "adamw_torch"
     assert extra["flash_attn"] == "fa2" and extra["enable_liger_kernel"] is True
     assert not {"stage", "do_train", "output_dir", "model_name_or_path"} & extra.keys()
-    # every recipe key is either a LlamaBoard field, Extra arguments, or set by LlamaBoard itself
+    # Qwen3 switches land in LlamaBoard's own checkboxes; a two-stage recipe's SFT continues the pt adapter
     qwen3 = board_preset(recipe_config("platform_classifier"))
     assert qwen3["train.enable_thinking"] is False and qwen3["train.neat_packing"] is True
     assert qwen3["top.model_name"] == "Qwen3-0.6B-Thinking" and qwen3["top.template"] == "qwen3"

@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("webui", help="LlamaBoard (llamafactory-cli webui) from the repository root on 127.0.0.1, offline; "
                        "writes llamaboard_config/<recipe>.yaml presets (Train tab: Config path, Load arguments)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="default 7860, as llamafactory-cli webui")
     p.add_argument("--open", action="store_true", help="open a browser tab")
     p.add_argument("--no-presets", action="store_true", help="do not write the recipe presets into llamaboard_config/")
     p.set_defaults(func=cmd_webui)
