@@ -43,10 +43,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, ROOT, lf_dataset, machine, packed_blocks, packed_blocks_lf, padded_tokens, pt_blocks, \
-    recipe_config, row_lengths  # noqa: E402
+from _common import (
+    RESULTS,
+    ROOT,
+    lf_dataset,
+    machine,
+    packed_blocks,
+    packed_blocks_lf,
+    padded_tokens,
+    pt_blocks,
+    recipe_config,
+    row_lengths,
+)
 
-from vslm.matrix import format_overrides, get_recipe, load_matrix, load_recipes, profile_overrides  # noqa: E402
+from vslm.matrix import (
+    format_overrides,
+    get_recipe,
+    load_matrix,
+    load_recipes,
+    profile_overrides,
+)
 
 RECIPE = "telecom_r32"
 TINY = "tiny-qwen2"
@@ -185,9 +201,8 @@ def run_baseline(steps: int, out: Path, model: Path) -> dict[str, Any]:
 
 def tokenisation_parity(model: Path) -> dict[str, Any]:
     """The hand-written encoding must feed the same ids and labels as LlamaFactory, or (a) compares apples to pears."""
-    from transformers import AutoTokenizer
-
     from hf_lora_baseline import encode_row, load_rows
+    from transformers import AutoTokenizer
 
     recipe = get_recipe(RECIPE)
     cutoff = load_matrix()["profiles"]["tiny"]["cutoff_len"]

@@ -54,9 +54,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, packed_blocks, padded_tokens, pt_blocks, recipe_config, row_lengths  # noqa: E402
+from _common import (
+    RESULTS,
+    packed_blocks,
+    padded_tokens,
+    pt_blocks,
+    recipe_config,
+    row_lengths,
+)
 
-from vslm.matrix import load_recipes  # noqa: E402
+from vslm.matrix import load_recipes
 
 VOCAB = 151936
 GIB = 1024 ** 3
@@ -65,12 +72,12 @@ HEADROOM = 0.95  # plan to use at most 95% of the card
 
 # Published configs (config.json of each checkpoint on the Hugging Face Hub).
 ARCHS: dict[str, dict[str, Any]] = {
-    "Qwen2.5-0.5B": dict(layers=24, hidden=896, intermediate=4864, heads=14, kv_heads=2, head_dim=64, qkv_bias=True,
-                         qk_norm=False, tied=True),
-    "Qwen2.5-1.5B": dict(layers=28, hidden=1536, intermediate=8960, heads=12, kv_heads=2, head_dim=128, qkv_bias=True,
-                         qk_norm=False, tied=True),
-    "Qwen3-0.6B": dict(layers=28, hidden=1024, intermediate=3072, heads=16, kv_heads=8, head_dim=128, qkv_bias=False,
-                       qk_norm=True, tied=True),
+    "Qwen2.5-0.5B": {"layers": 24, "hidden": 896, "intermediate": 4864, "heads": 14, "kv_heads": 2, "head_dim": 64, "qkv_bias": True,
+                         "qk_norm": False, "tied": True},
+    "Qwen2.5-1.5B": {"layers": 28, "hidden": 1536, "intermediate": 8960, "heads": 12, "kv_heads": 2, "head_dim": 128, "qkv_bias": True,
+                         "qk_norm": False, "tied": True},
+    "Qwen3-0.6B": {"layers": 28, "hidden": 1024, "intermediate": 3072, "heads": 16, "kv_heads": 8, "head_dim": 128, "qkv_bias": False,
+                       "qk_norm": True, "tied": True},
 }
 GPUS = {
     "24GB": {"name": "24 GB (RTX 4090-class)", "memory_gib": 24564 / 1024, "peak_tflops": 165.0},
@@ -258,11 +265,11 @@ def fmt_time(s: float | None) -> str:
 
 def markdown(rows: list[dict[str, Any]], mfu: float, floor_ms: float) -> str:
     lines = [
-        f"Assumptions: bf16 weights, LoRA in fp32 with AdamW; worst-case micro-batch = batch x cutoff; "
+        (f"Assumptions: bf16 weights, LoRA in fp32 with AdamW; worst-case micro-batch = batch x cutoff; "
         f"{int(mfu * 100)}% utilisation of 165 TFLOPS (24 GB, RTX 4090-class) / 989 TFLOPS (80 GB, H100) dense bf16, "
         f"launch floor {floor_ms} ms per layer per micro-batch; LoRA FLOPs/token = 4·N + 6·T "
         f"(+2·(N_layers+T) with gradient checkpointing, + attention), full fine-tune 6·N. Tokens = the recipe's datasets "
-        f"tokenised by LlamaFactory with the real Qwen tokenizer, padding or packing as shipped. Memory in GiB.",
+        f"tokenised by LlamaFactory with the real Qwen tokenizer, padding or packing as shipped. Memory in GiB."),
         "",
         "| recipe | model (params) | LoRA params | batch × cutoff | weights | LoRA+Adam | act. GC on / off | logits w/o / with Liger | peak as shipped | tokens/epoch useful → processed | 24 GB: config, peak, time/epoch (total) | 80 GB: config, peak, time/epoch (total) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -83,10 +83,17 @@ def main() -> None:
 
     started = time.perf_counter()
     import torch
-    from datasets import Dataset
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from datasets import Dataset
 
     set_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.model)
