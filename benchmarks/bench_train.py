@@ -261,13 +261,18 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
     existing = ROOT / "saves" / "tiny" / RECIPE / "eval" / "report.json"
     if mode == "skip":
         return {"mode": "skipped"}
-    if mode in ("auto", "reuse") and existing.is_file():
-        report = json.loads(existing.read_text())
-        timings = (report.get("context") or {}).get("timings_s") or {}
+    report = json.loads(existing.read_text()) if existing.is_file() else None
+    timings = ((report or {}).get("context") or {}).get("timings_s") or {}
+    if mode == "auto" and report is not None and timings.get("train") == 0:
+        print(f"[bench] c. {existing.relative_to(ROOT)} comes from `vslm demo --skip-train`: not reusable as an end-to-end time",
+              flush=True)
+        report = None
+    if mode in ("auto", "reuse") and report is not None:
         rss = json.loads(rss_json.read_text()) if rss_json and rss_json.is_file() else None
         stages = {k: {"wall_s": v, "peak_rss_gib": (rss or {}).get("stages", {}).get(k, {}).get("peak_rss_gib")}
-                  for k, v in timings.items() if k != "total"}
-        total = timings.get("total") or round(sum(v for k, v in timings.items() if k != "total"), 1)
+                  for k, v in timings.items() if not k.startswith("total")}
+        total = (timings.get("total") or timings.get("total_before_report")
+                 or round(sum(v["wall_s"] for v in stages.values()), 1))
         coverage = ""
         if rss and rss.get("watched_s", 0) < total - 5:
             coverage = (f" (the watcher was attached {total - rss['watched_s']:.0f} s into the run, so it saw the last "
@@ -275,11 +280,14 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
         if rss and "other" in rss.get("stages", {}):
             coverage += f"; outside the subprocess stages (in-process tiny model, report) peak {rss['stages']['other']['peak_rss_gib']} GiB"
         if "total" not in timings:
-            coverage += "; total = sum of the timed stages (the report step is not in context.timings_s)"
+            coverage += "; total excludes the report step (not in context.timings_s)"
+        if timings.get("train") == 0:
+            coverage += "; WARNING: that demo ran with --skip-train (train 0 s) — not an end-to-end time"
         return {"mode": "reused", "source": str(existing.relative_to(ROOT)), "timings_s": timings,
                 "backend": (report.get("context") or {}).get("backend"), "stages": stages, "total_s": total,
                 "peak_rss_gib": (rss or {}).get("peak_rss_gib"),
                 "rss_source": None if rss is None else str(rss_json),
+                "skip_train": timings.get("train") == 0,
                 "note": ("wall times from the report's context.timings_s; " + (
                     "peak RSS sampled with benchmarks/rss_watch.py on that same demo run" + coverage if rss else
                     "RSS not measured (run with --e2e run, or watch a demo with benchmarks/rss_watch.py and pass --rss-json)"))}
@@ -370,6 +378,8 @@ def print_e2e(e: dict[str, Any]) -> None:
           f"backend {e.get('backend')}; {e['mode']})")
     if e.get("note"):
         print(f"  {e['note']}")
+    if e.get("skip_train"):
+        print("  WARNING: the reused report comes from `vslm demo --skip-train`; its train stage took 0 s")
     if e.get("error"):
         print(f"  the demo exited with {e.get('rc')}:\n" + "\n".join("    " + l for l in e["error"].splitlines()))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .evaluate import evaluate, load_eval_rows
 from .matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
-from .paths import ROOT
+from .paths import ROOT, rel
 from .report import write_report
 from .serve import free_port, llamafactory_api, vllm_python, vllm_server
 from .tiny import build_tiny
@@ -135,5 +135,5 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     overall = {k: v["summary"]["overall"] for k, v in ev["results"].items()}
     print(f"\nheld-out reference loss: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "
           f"key-fact recall: base {overall['base']['key_fact_recall']} -> fine-tuned {overall['fine-tuned']['key_fact_recall']}")
-    print(f"report: {files['md'].relative_to(ROOT)}  (also report.json, report.png, loss.png)  total {timings['total']}s")
+    print(f"report: {rel(files['md'])}  (also report.json, report.png, loss.png)  total {timings['total']}s")
     return files["md"]
