@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""vLLM (CPU) serving the tiny model + a recipe's adapter: held-out evaluation at concurrency 1 vs 16,
+side by side in one run. Not a test: `.venv/bin/python benchmarks/bench_vllm.py [--recipe telecom_r32]`
+(needs `make vllm` and a tiny-profile adapter: `vslm train telecom_r32 --profile tiny`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from vslm.evaluate import evaluate, load_eval_rows
+from vslm.matrix import get_recipe, load_matrix, profile_overrides
+from vslm.paths import ROOT
+from vslm.serve import free_port, vllm_python, vllm_server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipe", default="telecom_r32")
+    parser.add_argument("--limit", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 16])
+    args = parser.parse_args()
+    python = vllm_python()
+    if not python:
+        raise SystemExit("vLLM is not installed: make vllm")
+    recipe = get_recipe(args.recipe)
+    over = profile_overrides(recipe, recipe.stage("infer"), "tiny", load_matrix())
+    rows = load_eval_rows(recipe["eval_set"], args.limit)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = vllm_server(python, str(ROOT / over["model_name_or_path"]), {recipe.name: str(ROOT / over["adapter_name_or_path"])},
+                             recipe["serve_max_lora_rank"], free_port(), Path(tmp) / "vllm.log")
+        with server.start(timeout=600):
+            for conc in args.concurrency:
+                t0 = time.perf_counter()
+                evaluate(rows, base_url=server.base_url, model=recipe.name, system=recipe["system"],
+                         cache_path=Path(tmp) / f"c{conc}.jsonl", max_tokens=64, concurrency=conc, label=f"c{conc}")
+                results[conc] = round(time.perf_counter() - t0, 2)
+    first = results[args.concurrency[0]]
+    for conc, secs in results.items():
+        print(f"concurrency {conc:>3}: {secs:>7} s  {len(rows) / secs:6.1f} req/s  {first / secs:5.1f}x")
+    print(json.dumps({"benchmark": "vllm_concurrency", "recipe": recipe.name, "rows": len(rows), "seconds": results}))
+
+
+if __name__ == "__main__":
+    main()
