@@ -19,7 +19,8 @@ VSLM = [sys.executable, "-m", "vslm"]
 @pytest.fixture(scope="session")
 def telecom_adapter(tiny_qwen2, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("telecom") / "adapter"
-    result = run(VSLM + ["train", "telecom_r32", "--profile", "tiny", "max_steps=40", "save_steps=20", f"output_dir={out}"])
+    result = run(VSLM + ["train", "telecom_r32", "--profile", "tiny", "max_steps=40", "logging_steps=2", "save_steps=20",
+                         f"output_dir={out}"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
 
@@ -35,8 +36,9 @@ def telecom_merged(telecom_adapter) -> Path:
 def test_training_loss_falls_and_run_record_is_written(telecom_adapter):
     log = [json.loads(l) for l in (telecom_adapter / "trainer_log.jsonl").read_text().splitlines()]
     losses = [item["loss"] for item in log if "loss" in item]
-    assert len(losses) >= 4
-    assert sum(losses[-2:]) / 2 < losses[0] - 0.3, f"loss did not fall: {losses}"
+    assert len(losses) == 20
+    first, second_half = sum(losses[:2]) / 2, sum(losses[10:]) / 10  # per-batch losses are noisy: compare averages
+    assert second_half < first - 0.1, f"loss did not fall: {losses}"
     record = json.loads((telecom_adapter / "run_record.json").read_text())
     assert record["recipe"] == "telecom_r32" and record["profile"] == "tiny" and record["seed"] == 42
     assert record["recipe_file"] == "recipes/telecom_r32.yaml"

@@ -43,7 +43,8 @@ def preflight(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
     config = {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
     model = str(config.get("model_name_or_path", ""))
     if _looks_local(model) and not (ROOT / model).expanduser().exists():
-        hint = "run `vslm build-tiny`" if "tiny" in model else "download the weights there or pass model_name_or_path=<path>"
+        hint = ("build the tiny models with `vslm build-tiny`" if model.startswith("models/")
+                else "download the weights there") + " or pass model_name_or_path=<path>"
         raise RecipeError(f"{stage.path}: model_name_or_path `{model}` does not exist — {hint}")
     for key in ("adapter_name_or_path",):
         if config.get(key) and not (ROOT / str(config[key])).exists():
