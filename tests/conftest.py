@@ -3,6 +3,7 @@ suite builds and trains each thing once."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,3 +34,32 @@ def tiny_qwen3() -> Path:
     from vslm.tiny import build_tiny
 
     return build_tiny("tiny-qwen3")
+
+
+@pytest.fixture
+def scripted_server(tmp_path):
+    """Start vslm.scripted servers with the given script; each is stopped by PID at teardown."""
+    from vslm.serve import Server, free_port
+
+    servers = []
+
+    def start(**script) -> Server:
+        script.setdefault("request_log", str(tmp_path / f"requests{len(servers)}.jsonl"))
+        cfg = tmp_path / f"script{len(servers)}.json"
+        cfg.write_text(json.dumps(script, ensure_ascii=False))
+        port = free_port()
+        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(cfg)],
+                        port, tmp_path / f"scripted{len(servers)}.log")
+        servers.append(server)
+        server.start(timeout=60)
+        server.request_log = Path(script["request_log"])
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def requests(server) -> list[dict]:
+    """The requests a scripted server logged, in order."""
+    return [json.loads(l) for l in server.request_log.read_text().splitlines()] if server.request_log.exists() else []

@@ -7,40 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import requests
+
 from vslm.client import EndpointError, ask_all
-from vslm.serve import Server, free_port
+from vslm.serve import free_port
 
 ROWS = [{"id": f"r{i}", "instruction": f"问题{i}", "input": ""} for i in range(12)]
 
 
 @pytest.fixture
-def scripted(tmp_path):
-    """Start a scripted server with the given script; stopped by PID at teardown."""
-    servers = []
-
-    def start(**script) -> Server:
-        script.setdefault("request_log", str(tmp_path / f"requests{len(servers)}.jsonl"))
-        cfg = tmp_path / f"script{len(servers)}.json"
-        cfg.write_text(json.dumps(script, ensure_ascii=False))
-        port = free_port()
-        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(cfg)],
-                        port, tmp_path / f"scripted{len(servers)}.log")
-        servers.append(server)
-        server.start(timeout=60)
-        server.request_log = Path(script["request_log"])
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def requests(server) -> list[dict]:
-    return [json.loads(l) for l in server.request_log.read_text().splitlines()] if server.request_log.exists() else []
+def scripted(scripted_server):
+    return scripted_server
 
 
 def test_answers_come_back_by_id_and_in_the_cache(scripted, tmp_path):

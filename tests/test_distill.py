@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import signal
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import requests
+
 from vslm.distill import (Options, RequestCache, chunk_facts, distill, jaccard, parse_list, parse_score, question_count,
                           rule_filter, summary_line)
 from vslm.docs import chunk_text
-from vslm.serve import Server, free_port
+from vslm.serve import free_port
 from vslm.teacher import TeacherConfig, TeacherError, read_env_file, teacher_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,31 +32,15 @@ PLANTED = "sk-PLANTED-123"
 
 
 @pytest.fixture
-def scripted(tmp_path):
-    """Start a scripted teacher with the given script; stopped by PID at teardown."""
-    servers = []
+def scripted(scripted_server):
+    """A scripted teacher: answers the distillation prompts."""
 
-    def start(**script) -> Server:
+    def start(**script):
         script.setdefault("teacher", True)
         script.setdefault("models", ["teacher"])
-        script.setdefault("request_log", str(tmp_path / f"requests{len(servers)}.jsonl"))
-        cfg = tmp_path / f"script{len(servers)}.json"
-        cfg.write_text(json.dumps(script, ensure_ascii=False))
-        port = free_port()
-        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(cfg)],
-                        port, tmp_path / f"scripted{len(servers)}.log")
-        servers.append(server)
-        server.start(timeout=60)
-        server.request_log = Path(script["request_log"])
-        return server
+        return scripted_server(**script)
 
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def requests(server) -> list[dict]:
-    return [json.loads(l) for l in server.request_log.read_text().splitlines()] if server.request_log.exists() else []
+    return start
 
 
 def docs(tmp_path: Path, chars: int = 1800) -> Path:
