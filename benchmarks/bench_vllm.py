@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """vLLM (CPU) serving the tiny model + a recipe's adapter: held-out evaluation at concurrency 1 vs 16,
-side by side in one run. Not a test: `.venv/bin/python benchmarks/bench_vllm.py [--recipe telecom_r32]`
+side by side in one run; writes benchmarks/results/vllm_concurrency.json. Not a test: `.venv/bin/python benchmarks/bench_vllm.py [--recipe telecom_r32]`
 (needs `make vllm` and a tiny-profile adapter: `vslm train telecom_r32 --profile tiny`)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from vslm.evaluate import evaluate, load_eval_rows
+from vslm.jsonio import atomic_write_json
 from vslm.matrix import get_recipe, load_matrix, profile_overrides
 from vslm.paths import ROOT
 from vslm.serve import free_port, vllm_python, vllm_server
@@ -42,7 +43,10 @@ def main() -> None:
     first = results[args.concurrency[0]]
     for conc, secs in results.items():
         print(f"concurrency {conc:>3}: {secs:>7} s  {len(rows) / secs:6.1f} req/s  {first / secs:5.1f}x")
-    print(json.dumps({"benchmark": "vllm_concurrency", "recipe": recipe.name, "rows": len(rows), "seconds": results}))
+    record = {"benchmark": "vllm_concurrency", "recipe": recipe.name, "rows": len(rows), "max_tokens": 64, "seconds": results,
+              "speedup": {c: round(first / s, 2) for c, s in results.items()}}
+    atomic_write_json(ROOT / "benchmarks" / "results" / "vllm_concurrency.json", record)
+    print(json.dumps(record))
 
 
 if __name__ == "__main__":

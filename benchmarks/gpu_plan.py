@@ -263,6 +263,22 @@ def fmt_time(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def gpu_cells(r: dict[str, Any], compact: bool) -> list[str]:
+    """One table cell per GPU: the switches that fit, peak memory and time per epoch (and in all)."""
+    cells = []
+    for gkey in GPUS:
+        g = r["gpus"][gkey]
+        if not g["fits"]:
+            cells.append("does not fit")
+            continue
+        switches = f"GC {'on' if g['gradient_checkpointing'] else 'off'}, Liger {'on' if g['liger'] else 'off'}"
+        if compact:
+            cells.append(f"{switches} → {g['memory_gib']:.1f} GiB, {fmt_time(g['epoch_s'])} ({fmt_time(g['total_s'])})")
+        else:
+            cells.append(f"{switches}, {g['memory_gib']:.1f}, {fmt_time(g['epoch_s'])} ({fmt_time(g['total_s'])} × {r['epochs']} ep)")
+    return cells
+
+
 def markdown(rows: list[dict[str, Any]], mfu: float, floor_ms: float) -> str:
     lines = [
         (f"Assumptions: bf16 weights, LoRA in fp32 with AdamW; worst-case micro-batch = batch x cutoff; "
@@ -277,14 +293,7 @@ def markdown(rows: list[dict[str, Any]], mfu: float, floor_ms: float) -> str:
     for r in rows:
         m = r["memory_gib"]
         lig = "on" if r["liger_as_shipped"] else "off"
-        cells = []
-        for gkey in GPUS:
-            g = r["gpus"][gkey]
-            if not g["fits"]:
-                cells.append("does not fit")
-                continue
-            cfg = f"GC {'on' if g['gradient_checkpointing'] else 'off'}, Liger {'on' if g['liger'] else 'off'}"
-            cells.append(f"{cfg}, {g['memory_gib']:.1f}, {fmt_time(g['epoch_s'])} ({fmt_time(g['total_s'])} × {r['epochs']} ep)")
+        cells = gpu_cells(r, compact=False)
         lines.append(
             f"| `{r['recipe']}` | {r['model'].split('/')[-1]} ({r['params'] / 1e9:.2f} B) | {r['lora_params'] / 1e6:.1f} M (r{r['lora_rank']}) "
             f"| {r['batch']} × {r['cutoff']} | {m['gc_on_liger_off']['weights']:.2f} | {m['gc_on_liger_off']['lora_adam']:.2f} "
@@ -320,14 +329,7 @@ def compact_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| recipe | model | LoRA params | batch × cutoff | peak as shipped (GC on) | 24 GB: switches → peak, time/epoch (all epochs) | 80 GB: switches → peak, time/epoch (all epochs) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = []
-        for gkey in GPUS:
-            g = r["gpus"][gkey]
-            if not g["fits"]:
-                cells.append("does not fit")
-                continue
-            cells.append(f"GC {'off' if not g['gradient_checkpointing'] else 'on'}, Liger {'on' if g['liger'] else 'off'} → "
-                         f"{g['memory_gib']:.1f} GiB, {fmt_time(g['epoch_s'])} ({fmt_time(g['total_s'])})")
+        cells = gpu_cells(r, compact=True)
         lines.append(f"| `{r['recipe']}` | {r['model'].split('/')[-1]} | {r['lora_params'] / 1e6:.1f} M | {r['batch']} × {r['cutoff']} "
                      f"| {r['memory_as_shipped_gib']:.1f} GiB | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import run
 from vslm.serve import free_port, vllm_python, vllm_server
 
 pytestmark = pytest.mark.slow
@@ -61,3 +62,18 @@ def test_classifier_under_structured_choice_yields_only_labels(vllm_qwen3, tmp_p
         assert result["answers"][row["id"]] in row["labels"]
     report = result["summary"]["classification"]
     assert all(rep["off_label"] == 0 for rep in report.values())
+
+
+def test_llm_judge_on_vllm_gives_only_valid_structured_verdicts(vllm_qwen3, tmp_path):
+    from vslm.evaluate import evaluate, load_eval_rows
+    from vslm.judge import JudgeSpec
+    from vslm.teacher import TeacherConfig
+
+    rows = load_eval_rows("telecom_eval", 6)
+    judge = JudgeSpec(TeacherConfig(vllm_qwen3.base_url, "base", ["EMPTY"], "VSLM_JUDGE"), structured=True, concurrency=6)
+    result = evaluate(rows, base_url=vllm_qwen3.base_url, model="platform_classifier", system="你是一名中国移动的专业客服。",
+                      cache_path=tmp_path / "a.jsonl", max_tokens=24, enable_thinking=False, judge=judge)
+    assert [result["scores"][r["id"]]["judge_score"] in (1, 2, 3, 4, 5) for r in rows] == [True] * len(rows)
+    assert result["summary"]["overall"]["judge_unscored"] == 0
+    verdicts = [json.loads(l)["answer"] for l in (tmp_path / "a.judge.jsonl").read_text().splitlines()]
+    assert all(json.loads(v)["score"] in (1, 2, 3, 4, 5) for v in verdicts), "structured outputs constrain the verdict to compact JSON"

@@ -50,3 +50,17 @@ def test_cli_exits_nonzero_and_prints_every_problem(tmp_path):
     out = subprocess.run([sys.executable, "-m", "vslm", "validate", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1
     assert "cutof_len" in out.stderr and "enable_thinking" in out.stderr and "2 problem(s) found" in out.stderr
+
+
+def test_a_later_stage_rejected_by_llamafactory_fails_before_the_first_stage_trains(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VSLM_SAVES": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "vslm", "train", "finance_rules", "--profile", "tiny", "save_steps=5"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: recipes/finance_rules.yaml (with its overrides): LlamaFactory rejects") and "load_best_model_at_end" in last, last
+    assert not list(tmp_path.rglob("*")), "the pt stage did not start"

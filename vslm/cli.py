@@ -101,6 +101,24 @@ def cmd_serve(args) -> None:
             pass
 
 
+def judge_of(args):
+    """The LLM judge the --judge flags ask for, or None."""
+    if not args.judge:
+        return None
+    from .judge import judge_from_env
+
+    return judge_from_env(args.judge_base_url, args.judge_model, args.judge_rubric, args.judge_structured)
+
+
+def add_judge_flags(p) -> None:
+    g = p.add_argument_group("LLM judge (optional; endpoint and keys from VSLM_JUDGE_* or VSLM_TEACHER_* in the environment or .env)")
+    g.add_argument("--judge", action="store_true", help="score QA/refusal answers 1-5 against the reference with an LLM judge")
+    g.add_argument("--judge-base-url", help="judge endpoint (default $VSLM_JUDGE_BASE_URL)")
+    g.add_argument("--judge-model", help="judge model (default $VSLM_JUDGE_MODEL)")
+    g.add_argument("--judge-rubric", type=Path, help="Markdown rubric given to the judge (default eval/judge_rubric.md)")
+    g.add_argument("--judge-structured", action="store_true", help="constrain verdicts to JSON with vLLM structured outputs")
+
+
 def cmd_eval(args) -> None:
     from .evaluate import evaluate, load_eval_rows
     from .jsonio import atomic_write_json
@@ -113,7 +131,7 @@ def cmd_eval(args) -> None:
     result = evaluate(rows, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
                       cache_path=out.with_suffix(".cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
                       concurrency=args.concurrency, structured=args.structured, enable_thinking=recipe["enable_thinking"],
-                      strict_model=not args.any_model, label=args.model)
+                      strict_model=not args.any_model, label=args.model, judge=judge_of(args))
     atomic_write_json(out, result)
     print(json.dumps(result["summary"]["overall"], ensure_ascii=False))
     print(f"wrote {out}")
@@ -122,7 +140,8 @@ def cmd_eval(args) -> None:
 def cmd_demo(args) -> None:
     from .pipeline import demo
 
-    demo(args.recipe, args.profile, backend=args.backend, port=args.port, limit=args.limit, skip_train=args.skip_train)
+    demo(args.recipe, args.profile, backend=args.backend, port=args.port, limit=args.limit, skip_train=args.skip_train,
+         judge=judge_of(args))
 
 
 def cmd_registry(args) -> None:
@@ -235,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structured", action="store_true", help="constrain classification answers to the label set (vLLM structured outputs)")
     p.add_argument("--any-model", action="store_true", help="do not require --model in /v1/models (llamafactory-cli api ignores it)")
     p.add_argument("--out", help="output JSON (default saves/eval/<recipe>/<model>.json)")
+    add_judge_flags(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="the main job: tiny model -> train -> merge -> serve -> evaluate base vs fine-tuned -> report")
@@ -244,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--limit", type=int, help="evaluate only the first N held-out rows")
     p.add_argument("--skip-train", action="store_true", help="reuse an existing adapter")
+    add_judge_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("convert", help="convert distilled/CSV/Alpaca/ShareGPT/OpenAI data into datasets/<name>/<name>_train.jsonl and register it")

@@ -28,6 +28,7 @@ from .client import AnswerCache
 from .convert import convert
 from .docs import chunk_text, find_documents, load_document
 from .jsonio import atomic_write_json, atomic_write_jsonl
+from .judge import parse_verdict
 from .paths import ROOT
 from .teacher import Teacher, TeacherConfig, TeacherError
 
@@ -157,12 +158,7 @@ def parse_list(text: str) -> list[str] | None:
 
 
 def parse_score(text: str) -> int | None:
-    match = re.search(r"\{.*\}", text, re.S)
-    try:
-        score = json.loads(match.group(0)).get("score") if match else None
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return int(score) if isinstance(score, (int, float)) and 1 <= score <= 5 else None
+    return parse_verdict(text)[0]
 
 
 class RequestCache(AnswerCache):

@@ -8,6 +8,7 @@ from typing import Any
 
 from .client import ask_all
 from .jsonio import DataError, read_jsonl, strip_meta
+from .judge import JudgeSpec, judge_answers
 from .metrics import aggregate, score_row
 from .paths import ROOT
 from .registry import load_registry
@@ -37,7 +38,7 @@ def load_eval_rows(name: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: str | None, cache_path: Path,
              max_tokens: int, concurrency: int = 8, structured: bool = False, enable_thinking: bool | None = None,
-             strict_model: bool = True, label: str = "") -> dict[str, Any]:
+             strict_model: bool = True, label: str = "", judge: JudgeSpec | None = None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if enable_thinking is False:
         extra["chat_template_kwargs"] = {"enable_thinking": False}
@@ -48,6 +49,10 @@ def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: s
     answers = ask_all(base_url, model, rows, system=system, cache_path=cache_path, max_tokens=max_tokens,
                       concurrency=concurrency, extra_body=extra, per_row_extra=per_row, strict_model=strict_model, label=label)
     scores = [score_row(row, answers[row["id"]]) for row in rows]
+    if judge:
+        verdicts = judge_answers(rows, answers, judge, cache_path.with_name(cache_path.stem + ".judge.jsonl"), label or model)
+        for row, score in zip(rows, scores):
+            score.update(verdicts.get(row["id"], {}))
     if structured:
         off = [r["id"] for r, s in zip(rows, scores) if r.get("task") == "classification" and s["predicted"] is None]
         if off:
@@ -56,6 +61,7 @@ def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: s
         "model": model,
         "endpoint": base_url,
         "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, **({"structured_choice": True} if structured else {})},
+        **({"judge": judge.record()} if judge else {}),
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "answers": {r["id"]: answers[r["id"]] for r in rows},
         "scores": {r["id"]: s for r, s in zip(rows, scores)},

@@ -92,6 +92,14 @@ def score_row(row: dict[str, Any], answer: str) -> dict[str, Any]:
     return out
 
 
+def judge_summary(judged: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean LLM-judge score (1-5) over judged rows, and how many verdicts could not be read."""
+    if not judged:
+        return {}
+    valid = [x["judge_score"] for x in judged if x["judge_score"] is not None]
+    return {"judge_score": round(sum(valid) / len(valid), 4) if valid else None, "judge_unscored": len(judged) - len(valid)}
+
+
 def aggregate(rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> dict[str, Any]:
     """Overall and per-category means, plus classification reports per label set."""
 
@@ -111,6 +119,7 @@ def aggregate(rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> dict[
             "bleu-4": mean([x.get("bleu-4") for x in qa]),
             "refusal_rate_on_answerable": mean([float(x["refused"]) for x in qa]),
             "hallucination_rate": mean([float(x["hallucinated"]) for x in refusal_rows]),
+            **judge_summary([x for x in s if "judge_score" in x]),
         }
 
     categories = sorted({r.get("category", "all") for r in rows})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate import evaluate, load_eval_rows
+from .judge import JudgeSpec
 from .matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
 from .paths import ROOT, rel
 from .report import write_report
@@ -20,7 +21,8 @@ def _step(n: int, total: int, text: str) -> None:
 
 
 def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, backend: str = "auto", port: int | None = None,
-                       limit: int | None = None, concurrency: int = 8, general_set: str | None = None) -> dict[str, Any]:
+                       limit: int | None = None, concurrency: int = 8, general_set: str | None = None,
+                       judge: JudgeSpec | None = None) -> dict[str, Any]:
     """Evaluate base and fine-tuned on the recipe's held-out set; returns {"results", "general", "backend"}."""
     matrix = load_matrix()
     infer = recipe.stage("infer")
@@ -31,7 +33,7 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     if general_set:
         sets["general"] = load_eval_rows(general_set, limit)
     common = dict(system=recipe["system"], max_tokens=recipe["max_new_tokens"] if not profile else 96,
-                  concurrency=concurrency, enable_thinking=recipe["enable_thinking"])
+                  concurrency=concurrency, enable_thinking=recipe["enable_thinking"], judge=judge)
     python = vllm_python() if backend in ("auto", "vllm") else None
     if backend == "vllm" and python is None:
         raise SystemExit("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU), or use --backend llamafactory")
@@ -85,7 +87,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
 
 
 def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: str = "auto", port: int | None = None,
-         limit: int | None = None, skip_train: bool = False) -> Path:
+         limit: int | None = None, skip_train: bool = False, judge: JudgeSpec | None = None) -> Path:
     started = time.monotonic()
     timings: dict[str, float] = {}
     recipe = get_recipe(recipe_name)
@@ -112,7 +114,7 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     lap("merge", t0)
     t0 = time.monotonic()
     _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out set")
-    ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval")
+    ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval", judge=judge)
     lap("serve_and_eval", t0)
     _step(5, 5, "held-out reference loss (LlamaFactory eval loop) and the before/after report")
     t0 = time.monotonic()

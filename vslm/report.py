@@ -10,12 +10,15 @@ from .jsonio import atomic_write_json, atomic_write_text
 
 METRICS = [("heldout_loss", "held-out reference loss (nats/token, lower is better)"), ("accuracy", "accuracy (all key facts / right label)"), ("key_fact_recall", "key-fact recall"),
            ("rouge-l", "ROUGE-L"), ("bleu-4", "BLEU-4"), ("refusal_rate_on_answerable", "refusal rate on answerable"),
-           ("hallucination_rate", "hallucination rate (should refuse)")]
+           ("hallucination_rate", "hallucination rate (should refuse)"), ("judge_score", "LLM-judge score (1–5, rubric)"),
+           ("judge_unscored", "LLM-judge verdicts unreadable (rows)")]
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "–"
+    if isinstance(value, int):
+        return str(value)
     return f"{value:.3f}" if isinstance(value, float) and value <= 1.0 else f"{value:.2f}"
 
 
@@ -23,6 +26,8 @@ def _delta(a: Any, b: Any) -> str:
     if a is None or b is None:
         return "–"
     d = b - a
+    if isinstance(a, int) and isinstance(b, int):
+        return f"{d:+d}"
     return f"{d:+.3f}" if abs(a) <= 1.0 and abs(b) <= 1.0 else f"{d:+.2f}"
 
 
@@ -54,7 +59,16 @@ def plot_loss(trainer_log: Path, out: Path, title: str) -> Path | None:
     return out
 
 
-def plot_bars(results: dict[str, dict[str, Any]], metric: str, out: Path, title: str) -> Path:
+def headline(scores: dict[str, Any]) -> tuple[str, float | None]:
+    """The metric a group or row is judged by: key-fact recall where it has key facts, else accuracy
+    (classification, extraction and refusal are right or wrong)."""
+    if scores.get("key_fact_recall") is not None:
+        return "key-fact recall", scores["key_fact_recall"]
+    value = scores.get("accuracy", scores.get("correct"))
+    return "accuracy", None if value is None else float(value)
+
+
+def plot_bars(results: dict[str, dict[str, Any]], out: Path, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,10 +81,10 @@ def plot_bars(results: dict[str, dict[str, Any]], metric: str, out: Path, title:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups)), 3.8))
     for i, name in enumerate(names):
         summ = results[name]["summary"]
-        vals = [(summ["overall"] if g == "overall" else summ["by_category"][g]).get(metric) or 0.0 for g in groups]
+        vals = [headline(summ["overall"] if g == "overall" else summ["by_category"][g])[1] or 0.0 for g in groups]
         ax.bar([x + i * width for x in range(len(groups))], vals, width, label=name)
     ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(groups))], groups, rotation=20)
-    ax.set_ylabel(metric), ax.set_title(title), ax.legend(), ax.grid(axis="y", alpha=0.3)
+    ax.set_ylabel("key-fact recall / accuracy"), ax.set_title(title), ax.legend(), ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -84,7 +98,6 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
     out_dir.mkdir(parents=True, exist_ok=True)
     (before, after) = list(results)[:2]
     sb, sa = results[before]["summary"], results[after]["summary"]
-    headline = "key_fact_recall" if sb["overall"].get("key_fact_recall") is not None else "accuracy"
     lines = [f"# {title}", ""]
     lines += [f"Evaluation set: `{context['eval_set']}` ({len(rows)} held-out rows). Greedy decoding (temperature 0), "
               f"max {context['max_tokens']} new tokens, system prompt: {context.get('system') or '(none)'}", ""]
@@ -94,10 +107,10 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
         if a is None and b is None:
             continue
         lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} |")
-    lines += ["", f"## By category ({headline})", "", f"| category | n | {before} | {after} | Δ |", "| --- | --- | --- | --- | --- |"]
+    lines += ["", "## By category", "", f"| category | n | metric | {before} | {after} | Δ |", "| --- | --- | --- | --- | --- | --- |"]
     for cat, summ in sa["by_category"].items():
-        a, b = sb["by_category"][cat].get(headline), summ.get(headline)
-        lines.append(f"| {cat} | {summ['n']} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} |")
+        (metric, b), (_, a) = headline(summ), headline(sb["by_category"][cat])
+        lines.append(f"| {cat} | {summ['n']} | {metric} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} |")
     for labels, rep in sa.get("classification", {}).items():
         lines += ["", f"## Classification: {labels}", "", f"accuracy {before} {_fmt(sb['classification'][labels]['accuracy'])} → "
                   f"{after} {_fmt(rep['accuracy'])}; macro-F1 {_fmt(sb['classification'][labels]['macro_f1'])} → {_fmt(rep['macro_f1'])}",
@@ -105,11 +118,13 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
     if general:
         gb, ga = (general[k]["summary"]["overall"] for k in list(general)[:2])
         lines += ["", "## General ability (forgetting check)", "", f"| metric | {before} | {after} | Δ |", "| --- | --- | --- | --- |"]
-        for key in ("key_fact_recall", "rouge-l"):
+        for key in ("key_fact_recall", "rouge-l", "judge_score"):
+            if gb.get(key) is None and ga.get(key) is None:
+                continue
             lines.append(f"| {key} | {_fmt(gb.get(key))} | {_fmt(ga.get(key))} | {_delta(gb.get(key), ga.get(key))} |")
     lines += ["", "## Side by side", ""]
-    scored = sorted(rows, key=lambda r: -((results[after]["scores"][r["id"]].get(headline) or 0)
-                                          - (results[before]["scores"][r["id"]].get(headline) or 0)))
+    scored = sorted(rows, key=lambda r: -((headline(results[after]["scores"][r["id"]])[1] or 0)
+                                          - (headline(results[before]["scores"][r["id"]])[1] or 0)))
     for row in scored[:examples]:
         q = row["instruction"] + (" " + row["input"] if row.get("input") else "")
         cell = lambda s: s.replace("|", "\\|").replace("\n", "<br>")[:400]  # noqa: E731
@@ -117,16 +132,22 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
                   f"| {before} | {after} |", "| :--- | :--- |",
                   f"| {cell(results[before]['answers'][row['id']]) or '(empty)'} | {cell(results[after]['answers'][row['id']]) or '(empty)'} |",
                   "", f"Key facts: {', '.join(row.get('key_facts') or []) or row['output']}", ""]
+        verdicts = [(name, res["scores"][row["id"]]) for name, res in results.items()]
+        if any("judge_score" in v for _, v in verdicts):
+            lines += ["Judge: " + "; ".join(f"{name} {v.get('judge_score') or '?'}/5 ({v.get('judge_reason') or 'no reason'})"
+                                            for name, v in verdicts), ""]
     lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in context.items()]
     for name, res in results.items():
         lines.append(f"- {name}: model `{res['model']}` at {res['endpoint']}, sampling {json.dumps(res['sampling'])}")
+        if res.get("judge"):
+            lines.append(f"- {name} judged by: {json.dumps(res['judge'], ensure_ascii=False)}")
     files = {"md": out_dir / "report.md", "json": out_dir / "report.json"}
-    files["png"] = plot_bars(results, headline, out_dir / "report.png", f"{title}: {headline}")
+    files["png"] = plot_bars(results, out_dir / "report.png", f"{title}: key-fact recall / accuracy")
     if trainer_log is not None:
         loss = plot_loss(trainer_log, out_dir / "loss.png", f"{context.get('recipe', '')} training loss")
         if loss:
             files["loss"] = loss
-            lines[2:2] = [f"![per-category {headline}](report.png) ![training loss](loss.png)", ""]
+            lines[2:2] = ["![per-category key-fact recall / accuracy](report.png) ![training loss](loss.png)", ""]
     atomic_write_text(files["md"], "\n".join(lines) + "\n")
     atomic_write_json(files["json"], {"title": title, "context": context, "results": results, "general": general})
     return files

@@ -15,6 +15,7 @@ script.json keys (all optional):
   statuses may also hold "hang": that request never answers (client timeout), later ones do
   key_statuses:  {substring of the API key: HTTP status}; requests with such a key always get it (e.g. 429, 401)
   bad_json_keys: substrings whose requests get a 200 whose *content* is not the JSON the prompt asked for
+  judge:         true = answer vslm.judge's prompts: score = 1 + 4 x (share of 【关键事实】 found in 【待评答案】)
   teacher:       true = answer vslm.distill's prompts (任务：出题/作答/评分/改写) from the 【资料】 in the prompt
 """
 
@@ -67,6 +68,14 @@ def teacher_answer(prompt: str) -> str:
     return prompt
 
 
+def judge_answer(prompt: str) -> str:
+    """A deterministic stand-in judge: the share of listed key facts that the answer contains, on 1-5."""
+    facts = [line[2:].strip() for line in _section(prompt, "关键事实").splitlines() if line.startswith("- ")]
+    answer = _section(prompt, "待评答案")
+    found = sum(f in answer for f in facts) / len(facts) if facts else float(answer == _section(prompt, "参考答案"))
+    return json.dumps({"score": 1 + round(4 * found), "reason": f"{found:.0%} of the key facts"}, ensure_ascii=False)
+
+
 def create_app(script: dict) -> FastAPI:
     app = FastAPI()
     state = {"n": 0}
@@ -110,6 +119,8 @@ def create_app(script: dict) -> FastAPI:
             answer = user
         if script.get("teacher"):
             answer = teacher_answer(user)
+        if script.get("judge") and "【待评答案】" in user:
+            answer = judge_answer(user)
         if any(k in user for k in script.get("bad_json_keys", [])):
             answer = "好的，下面是我的回答：（这里不是 JSON）"
         return {

@@ -69,6 +69,11 @@ class Server:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def ready_url(self) -> str:
+        """Answers HTTP 200 once the server is ready."""
+        return f"{self.base_url}/models"
+
     def start(self, timeout: float = 300) -> "Server":
         if port_in_use(self.host, self.port):
             raise ServerError(f"port {self.port} on {self.host} is already in use — stop what runs there or pass --port <free port>")
@@ -87,14 +92,14 @@ class Server:
                 tail = self.log_tail()
                 raise ServerError(f"{self.name} exited with code {self.proc.returncode} before it was ready — last log line: {tail}")
             try:
-                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    print(f"[serve] {self.name} ready at {self.base_url} (pid {self.proc.pid})", flush=True)
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    print(f"[serve] {self.name} ready at {self.ready_url.removesuffix('/models')} (pid {self.proc.pid})", flush=True)
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(1)
         self.stop()
-        raise ServerError(f"{self.name} did not answer on {self.base_url} within {timeout:.0f}s — see {self.log_path}")
+        raise ServerError(f"{self.name} did not answer on {self.ready_url} within {timeout:.0f}s — see {self.log_path}")
 
     def log_tail(self) -> str:
         try:

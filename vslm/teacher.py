@@ -51,7 +51,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 1:
             value = value[1:-1]
         else:
-            value = value.split(" #", 1)[0].strip()
+            value = "" if value.startswith("#") else value.split(" #", 1)[0].strip()
         values[name.strip()] = value
     return values
 
@@ -61,20 +61,23 @@ class TeacherConfig:
     base_url: str
     model: str
     keys: list[str]
+    env_prefix: str = "VSLM_TEACHER"  # where the settings came from, for error messages
 
     def __repr__(self) -> str:  # never show the keys
         return f"TeacherConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
 
 
-def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE) -> TeacherConfig:
+def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE,
+                     prefix: str = "VSLM_TEACHER", docs: str = "datasets/FORMAT.md, Distilling documents") -> TeacherConfig:
+    """<prefix>_BASE_URL, <prefix>_MODEL and <prefix>_API_KEYS (or _API_KEY) from the environment or .env."""
     env = {**(read_env_file(env_file) if env_file else {}), **os.environ}
-    base_url = base_url or env.get("VSLM_TEACHER_BASE_URL")
-    model = model or env.get("VSLM_TEACHER_MODEL")
-    keys = [k.strip() for k in (env.get("VSLM_TEACHER_API_KEYS") or env.get("VSLM_TEACHER_API_KEY") or "").split(",") if k.strip()]
-    missing = [n for n, v in (("VSLM_TEACHER_BASE_URL", base_url), ("VSLM_TEACHER_MODEL", model)) if not v]
+    base_url = base_url or env.get(f"{prefix}_BASE_URL")
+    model = model or env.get(f"{prefix}_MODEL")
+    keys = [k.strip() for k in (env.get(f"{prefix}_API_KEYS") or env.get(f"{prefix}_API_KEY") or "").split(",") if k.strip()]
+    missing = [n for n, v in ((f"{prefix}_BASE_URL", base_url), (f"{prefix}_MODEL", model)) if not v]
     if missing:
-        raise TeacherError(f"set {' and '.join(missing)} in the environment or .env (see datasets/FORMAT.md, Distilling documents)")
-    return TeacherConfig(base_url.rstrip("/"), model, keys or ["EMPTY"])
+        raise TeacherError(f"set {' and '.join(missing)} in the environment or .env (see {docs})")
+    return TeacherConfig(base_url.rstrip("/"), model, keys or ["EMPTY"], prefix)
 
 
 @dataclass
@@ -92,17 +95,18 @@ class KeyPool:
     """Picks the least-failed key that is not resting (ties: the least used); all resting: waits for the first."""
     keys: list[str]
     cooldown: float = 30.0
+    env_prefix: str = "VSLM_TEACHER"
     states: list[KeyState] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
-            raise TeacherError("no API keys given (VSLM_TEACHER_API_KEYS)")
+            raise TeacherError(f"no API keys given ({self.env_prefix}_API_KEYS)")
         self.states = [KeyState(f"key#{i + 1}") for i in range(len(self.keys))]
 
     async def pick(self) -> int:
         while True:
             if all(s.rejected for s in self.states):
-                raise TeacherError(f"every API key was rejected (HTTP 401/403) — check VSLM_TEACHER_API_KEYS ({len(self.keys)} key(s))")
+                raise TeacherError(f"every API key was rejected (HTTP 401/403) — check {self.env_prefix}_API_KEYS ({len(self.keys)} key(s))")
             now = time.monotonic()
             ready = [i for i, s in enumerate(self.states) if s.resting_until <= now]
             if ready:
@@ -138,7 +142,7 @@ class Teacher:
     def __init__(self, config: TeacherConfig, *, concurrency: int = 8, attempts: int = 5, timeout: float = 120,
                  cooldown: float = 30.0, backoff: tuple[float, float] = (0.5, 8.0)):
         self.config = config
-        self.pool = KeyPool(config.keys, cooldown)
+        self.pool = KeyPool(config.keys, cooldown, config.env_prefix)
         first = AsyncOpenAI(base_url=config.base_url, api_key=config.keys[0], max_retries=0, timeout=timeout)
         self.clients = [first] + [first.with_options(api_key=k) for k in config.keys[1:]]  # one connection pool
         self.sem = asyncio.Semaphore(concurrency)
@@ -149,18 +153,19 @@ class Teacher:
         try:
             await self.clients[0].models.list(timeout=10)
         except APIConnectionError as exc:
-            raise TeacherError(f"cannot reach the teacher at {self.config.base_url} ({type(exc).__name__}) — "
-                               "check VSLM_TEACHER_BASE_URL") from None
+            raise TeacherError(f"cannot reach the {self.config.env_prefix.removeprefix('VSLM_').lower()} at {self.config.base_url} ({type(exc).__name__}) — "
+                               f"check {self.config.env_prefix}_BASE_URL") from None
         except Exception:
             pass
 
-    async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> str:
+    async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
+                    extra_body: dict | None = None) -> str:
         index = await self.pool.pick()
         name = self.pool.states[index].name
         self.sent += 1
         try:
             resp = await self.clients[index].chat.completions.create(
-                model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature)
+                model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
         except (RateLimitError, AuthenticationError, PermissionDeniedError, InternalServerError) as exc:
             self.pool.failed(index, exc.status_code)
             raise Retryable(f"HTTP {exc.status_code} with {name}") from None
@@ -180,7 +185,8 @@ class Teacher:
         except (AttributeError, IndexError, TypeError):
             raise TeacherError(f"response without a message ({type(resp).__name__}) with {name}") from None
 
-    async def chat(self, messages: list[dict[str, str]], max_tokens: int = 512, temperature: float = 0.0) -> str:
+    async def chat(self, messages: list[dict[str, str]], max_tokens: int = 512, temperature: float = 0.0,
+                   extra_body: dict | None = None) -> str:
         async with self.sem:
             try:
                 async for attempt in AsyncRetrying(
@@ -188,7 +194,7 @@ class Teacher:
                     wait=wait_exponential(min=self.backoff[0], max=self.backoff[1]),
                 ):
                     with attempt:
-                        return await self._once(messages, max_tokens, temperature)
+                        return await self._once(messages, max_tokens, temperature, extra_body)
             except Retryable as exc:
                 raise TeacherError(f"{exc} (gave up after {self.attempts} attempts)") from None
         raise TeacherError("no attempt was made")  # unreachable

@@ -82,7 +82,24 @@ def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str
     return None
 
 
+def check_later_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> None:
+    """A later stage's arguments through LlamaFactory's parser before the first stage runs, so a bad override
+    fails in seconds instead of after the earlier stage's training."""
+    from .validate import known_keys, parse_with_llamafactory
+
+    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+    config = {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
+    unknown = sorted(set(config) - known_keys("train"))
+    if unknown:
+        raise RecipeError(f"{stage.path}: {', '.join(unknown)}: not LlamaFactory train arguments — fix or drop the override")
+    error = parse_with_llamafactory("train", config)
+    if error:
+        raise RecipeError(f"{stage.path} (with its overrides): LlamaFactory rejects the arguments — {error}")
+
+
 def train(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    for stage in recipe.train_stages[1:]:
+        check_later_stage(recipe, stage, profile, extra)
     out = None
     for stage in recipe.train_stages:
         out = run_stage(recipe, stage, profile, extra)

@@ -28,14 +28,14 @@ def _kind_of(config: dict[str, Any]) -> str:
     return "infer"
 
 
-def _parser_classes(kind: str):
+def parser_classes(kind: str):
     from llamafactory.hparams import parser as lf
 
     return lf._TRAIN_ARGS if kind == "train" else lf._INFER_ARGS
 
 
-def _known_keys(kind: str) -> set[str]:
-    return {f.name for cls in _parser_classes(kind) for f in dataclasses.fields(cls)}
+def known_keys(kind: str) -> set[str]:
+    return {f.name for cls in parser_classes(kind) for f in dataclasses.fields(cls)}
 
 
 def _family_of(model: str, families: dict[str, Any]) -> str | None:
@@ -55,11 +55,11 @@ def _family_of(model: str, families: dict[str, Any]) -> str | None:
     return None
 
 
-def _parse_with_llamafactory(kind: str, config: dict[str, Any]) -> str | None:
+def parse_with_llamafactory(kind: str, config: dict[str, Any]) -> str | None:
     """Run LlamaFactory's HfArgumentParser on the config; return its error message, if any."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(_parser_classes(kind))
+    parser = HfArgumentParser(parser_classes(kind))
     cfg = dict(config)
     if kind == "train":
         import torch
@@ -84,13 +84,13 @@ def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], 
         return [f"{rel}: expected a mapping of LlamaFactory keys"]
     problems = []
     kind = _kind_of(config)
-    known = _known_keys(kind)
+    known = known_keys(kind)
     unknown = [k for k in config if k not in known]
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
         fix = f"did you mean `{close[0]}`?" if close else "remove it (LlamaFactory rejects unknown keys)"
         problems.append(f"{rel}: {key}: not a LlamaFactory {kind} argument — {fix}")
-    error = _parse_with_llamafactory(kind, {k: v for k, v in config.items() if k not in unknown})
+    error = parse_with_llamafactory(kind, {k: v for k, v in config.items() if k not in unknown})
     if error:
         problems.append(f"{rel}: (LlamaFactory parser) {error}")
     model, template = str(config.get("model_name_or_path", "")), config.get("template")

@@ -20,11 +20,9 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from .matrix import load_recipes
@@ -232,20 +230,9 @@ class BoardServer(Server):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServerError(f"{self.name} exited with code {self.proc.returncode} before it was ready — last log line: {self.log_tail()}")
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
-                    print(f"[serve] {self.name} ready at {self.url} (pid {self.proc.pid})", flush=True)
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise ServerError(f"{self.name} did not answer on {self.url} within {timeout:.0f}s — see {self.log_path}")
+    @property
+    def ready_url(self) -> str:
+        return self.url
 
 
 def board_server(port: int, log_path: Path, host: str = "127.0.0.1") -> BoardServer:
