@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make demo   — install (once), then the main job: tiny model -> train telecom_r32 -> merge -> serve -> eval -> report
+#   make demo   — install (once, with vLLM for CPU where it installs), then the main job: tiny model -> train telecom_r32 -> merge -> serve -> eval -> report
 #   make test   — install (once), then the test suite (what CI runs)
 .PHONY: install demo test test-fast vllm check
 
@@ -7,6 +7,7 @@ install:
 	@bash scripts/install.sh
 
 demo: install
+	@bash scripts/install_vllm.sh || echo "==> vLLM could not be installed here: the demo serves with llamafactory-cli api"
 	.venv/bin/vslm demo
 
 test: install vllm

@@ -42,11 +42,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def vllm_python() -> str | None:
-    """The Python of a vLLM install: $VSLM_VLLM_PYTHON, else .venv-vllm/bin/python, else this one if it has vllm."""
-    candidates = [os.environ.get("VSLM_VLLM_PYTHON"), str(ROOT / ".venv-vllm" / "bin" / "python")]
-    for cand in candidates:
-        if cand and Path(cand).is_file():
-            return cand
+    """The Python of a vLLM install: $VSLM_VLLM_PYTHON, else .venv-vllm/bin/python once scripts/install_vllm.sh
+    finished there (its stamp file; a half-done install is not used), else this one if it has vllm."""
+    if os.environ.get("VSLM_VLLM_PYTHON") and Path(os.environ["VSLM_VLLM_PYTHON"]).is_file():
+        return os.environ["VSLM_VLLM_PYTHON"]
+    venv = ROOT / ".venv-vllm"
+    if (venv / "bin" / "python").is_file() and (venv / ".vslm-install").is_file():
+        return str(venv / "bin" / "python")
     try:
         import vllm  # noqa: F401
 
