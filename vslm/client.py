@@ -44,11 +44,13 @@ class AnswerCache:
         self.path = path
         self.done: dict[str, str] = {}
         if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):  # cut a torn last line so the next append starts clean
-                text = text[: text.rfind("\n") + 1]
-                path.write_text(text, encoding="utf-8")
-            for line in text.splitlines():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):  # cut a torn last line so the next append starts clean
+                data = data[: data.rfind(b"\n") + 1]
+                with path.open("r+b") as handle:
+                    handle.truncate(len(data))
+                    os.fsync(handle.fileno())
+            for line in data.decode("utf-8").splitlines():
                 try:
                     item = json.loads(line)
                     self.done[item["key"]] = item["answer"]

@@ -4,7 +4,7 @@ documents -> chunks (size/overlap) -> questions per chunk (count scaled to its l
 question from its chunk -> rule filter (+ optional LLM-judge score) -> near-duplicate removal ->
 paraphrases (same answer) -> <work>/<name>_distilled.jsonl (with provenance) -> vslm.convert -> datasets/<name>/.
 
-Every teacher answer is appended to <work>/cache.jsonl (flush + fsync) under a hash of (stage, chunk,
+Every teacher answer is appended to <work>/cache.jsonl (flushed at once) under a hash of (stage, chunk,
 question, model): a killed run, run again, asks only what had not finished.
 """
 
@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 from collections import Counter
@@ -162,17 +161,10 @@ def parse_score(text: str) -> int | None:
 
 
 class RequestCache(AnswerCache):
-    """client.AnswerCache, plus: a torn last line is cut off before appending (so the next line stays whole),
-    and `append` does the write + fsync in a worker thread so the event loop keeps the other requests going."""
+    """client.AnswerCache (a torn last line is cut before appending), whose `append` writes in a worker thread
+    so the event loop keeps the other requests going."""
 
     def __init__(self, path: Path):
-        if path.is_file():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with path.open("r+b") as handle:
-                    handle.truncate(data.rfind(b"\n") + 1)
-                    handle.flush()
-                    os.fsync(handle.fileno())
         super().__init__(path)
         self.lock = threading.Lock()
 

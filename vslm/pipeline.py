@@ -13,7 +13,7 @@ from .paths import ROOT, rel
 from .report import write_report
 from .serve import free_port, llamafactory_api, vllm_python, vllm_server
 from .tiny import build_tiny
-from .train import merge, train
+from .train import merge, stage_overrides, train
 
 
 def _step(n: int, total: int, text: str) -> None:
@@ -23,12 +23,14 @@ def _step(n: int, total: int, text: str) -> None:
 def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, backend: str = "auto", port: int | None = None,
                        limit: int | None = None, concurrency: int = 8, general_set: str | None = None,
                        judge: JudgeSpec | None = None) -> dict[str, Any]:
-    """Evaluate base and fine-tuned on the recipe's held-out set; returns {"results", "general", "backend"}."""
+    """Evaluate base and fine-tuned on the recipe's held-out set; returns {"results", "general", "backend",
+    "rows", "base_model", "merged_dir", "fine_tuned"}."""
     matrix = load_matrix()
     infer = recipe.stage("infer")
-    base_model = profile_overrides(recipe, infer, profile, matrix, saves_root()).get("model_name_or_path", recipe["model"])
+    infer_overrides = profile_overrides(recipe, infer, profile, matrix, saves_root())
+    base_model = infer_overrides.get("model_name_or_path", recipe["model"])
+    adapter_dir = infer_overrides.get("adapter_name_or_path", recipe["adapter_dir"])
     merged_dir = profile_overrides(recipe, recipe.stage("merge"), profile, matrix, saves_root()).get("export_dir", recipe["merged_dir"])
-    adapter_dir = profile_overrides(recipe, infer, profile, matrix, saves_root()).get("adapter_name_or_path", recipe["adapter_dir"])
     sets = {"eval": load_eval_rows(recipe["eval_set"], limit)}
     if general_set:
         sets["general"] = load_eval_rows(general_set, limit)
@@ -60,7 +62,7 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                                                         strict_model=False, label=f"{set_name}/{label}", **common)
         used = "llamafactory-api"
     return {"results": results["eval"], "general": results.get("general"), "backend": used, "rows": sets["eval"],
-            "base_model": base_model, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir}
+            "base_model": base_model, "merged_dir": merged_dir, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir}
 
 
 def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: Path) -> float:
@@ -72,7 +74,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
     from .train import llamafactory_cli
 
     stage = recipe.stage("train")
-    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()),
+    overrides = {**stage_overrides(recipe, stage, profile, None),
                  "model_name_or_path": model_path, "do_train": False, "do_eval": True, "eval_dataset": recipe["eval_set"],
                  "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
     overrides.pop("adapter_name_or_path", None)
@@ -104,7 +106,8 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     lap("tiny_model", t0)
     t0 = time.monotonic()
     _step(2, 5, f"train {recipe.name} in the {profile} profile (LoRA r{recipe['lora']['rank']}/α{recipe['lora']['alpha']})")
-    adapter_dir = ROOT / profile_overrides(recipe, recipe.stage("train"), profile, matrix, saves_root())["output_dir"]
+    train_overrides = profile_overrides(recipe, recipe.stage("train"), profile, matrix, saves_root())
+    adapter_dir = ROOT / train_overrides["output_dir"]
     if not (skip_train and (adapter_dir / "adapter_model.safetensors").is_file()):
         train(recipe, profile)
     lap("train", t0)
@@ -119,8 +122,7 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     _step(5, 5, "held-out reference loss (LlamaFactory eval loop) and the before/after report")
     t0 = time.monotonic()
     losses = {"base": heldout_loss(recipe, profile, ev["base_model"], out_dir / "loss-base"),
-              "fine-tuned": heldout_loss(recipe, profile, str(ROOT / profile_overrides(recipe, recipe.stage("merge"), profile, matrix, saves_root())["export_dir"]),
-                                         out_dir / "loss-fine-tuned")}
+              "fine-tuned": heldout_loss(recipe, profile, str(ROOT / ev["merged_dir"]), out_dir / "loss-fine-tuned")}
     for label, value in losses.items():
         ev["results"][label]["summary"]["overall"]["heldout_loss"] = value
     lap("heldout_loss", t0)
@@ -128,7 +130,7 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     context = {"recipe": recipe.name, "profile": profile, "eval_set": recipe["eval_set"], "system": recipe["system"],
                "max_tokens": 96, "backend": ev["backend"], "base": ev["base_model"], "fine-tuned": ev["fine_tuned"],
                "train_command": "llamafactory-cli train " + str(recipe.stage("train").path) + " "
-               + " ".join(format_overrides(profile_overrides(recipe, recipe.stage("train"), profile, matrix, saves_root()))),
+               + " ".join(format_overrides(train_overrides)),
                "timings_s": timings}
     files = write_report(out_dir, title=f"{recipe.name} ({profile} profile): base vs fine-tuned", rows=ev["rows"],
                          results=ev["results"], general=ev["general"], context=context,

@@ -72,6 +72,11 @@ class Server:
         return f"http://{self.host}:{self.port}/v1"
 
     @property
+    def url(self) -> str:
+        """What clients use."""
+        return self.base_url
+
+    @property
     def ready_url(self) -> str:
         """Answers HTTP 200 once the server is ready."""
         return f"{self.base_url}/models"
@@ -95,7 +100,7 @@ class Server:
                 raise ServerError(f"{self.name} exited with code {self.proc.returncode} before it was ready — last log line: {tail}")
             try:
                 if httpx.get(self.ready_url, timeout=2).status_code == 200:
-                    print(f"[serve] {self.name} ready at {self.ready_url.removesuffix('/models')} (pid {self.proc.pid})", flush=True)
+                    print(f"[serve] {self.name} ready at {self.url} (pid {self.proc.pid})", flush=True)
                     return
             except httpx.HTTPError:
                 pass

@@ -38,9 +38,19 @@ def _looks_local(model: str) -> bool:
     return model.startswith(("/", "./", "../", "models/", "saves/", "~")) or Path(ROOT / model).exists()
 
 
+def stage_overrides(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The key=value overrides a stage runs with: its profile's, then the caller's."""
+    return {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+
+
+def effective_config(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The recipe file as LlamaFactory sees it with the overrides after it."""
+    return {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
+
+
 def preflight(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
     """The effective config, after one-line checks of what most often goes wrong."""
-    config = {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
+    config = effective_config(stage, overrides)
     model = str(config.get("model_name_or_path", ""))
     if _looks_local(model) and not (ROOT / model).expanduser().exists():
         hint = ("build the tiny models with `vslm build-tiny`" if model.startswith("models/")
@@ -65,7 +75,7 @@ def preflight(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None = None) -> Path | None:
-    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+    overrides = stage_overrides(recipe, stage, profile, extra)
     config = preflight(stage, overrides)
     verb = "export" if stage.kind == "merge" else "train"
     cmd = [llamafactory_cli(), verb, str(stage.path), *format_overrides(overrides)]
@@ -85,13 +95,12 @@ def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str
 def check_later_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> None:
     """A later stage's arguments through LlamaFactory's parser before the first stage runs, so a bad override
     fails in seconds instead of after the earlier stage's training."""
-    from .validate import known_keys, parse_with_llamafactory
+    from .validate import parse_with_llamafactory, unknown_key_problems
 
-    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
-    config = {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
-    unknown = sorted(set(config) - known_keys("train"))
+    config = effective_config(stage, stage_overrides(recipe, stage, profile, extra))
+    unknown = unknown_key_problems("train", config)
     if unknown:
-        raise RecipeError(f"{stage.path}: {', '.join(unknown)}: not LlamaFactory train arguments — fix or drop the override")
+        raise RecipeError(f"{stage.path}: {'; '.join(unknown)}")
     error = parse_with_llamafactory("train", config)
     if error:
         raise RecipeError(f"{stage.path} (with its overrides): LlamaFactory rejects the arguments — {error}")

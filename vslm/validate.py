@@ -38,6 +38,17 @@ def known_keys(kind: str) -> set[str]:
     return {f.name for cls in parser_classes(kind) for f in dataclasses.fields(cls)}
 
 
+def unknown_key_problems(kind: str, config: dict[str, Any]) -> list[str]:
+    """`key: not a LlamaFactory <kind> argument — fix` for every key LlamaFactory would reject."""
+    known = known_keys(kind)
+    problems = []
+    for key in (k for k in config if k not in known):
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        fix = f"did you mean `{close[0]}`?" if close else "remove it (LlamaFactory rejects unknown keys)"
+        problems.append(f"{key}: not a LlamaFactory {kind} argument — {fix}")
+    return problems
+
+
 def _family_of(model: str, families: dict[str, Any]) -> str | None:
     for name, fam in families.items():
         if Path(fam.get("tiny_model", "")).name and Path(fam["tiny_model"]).name in model:
@@ -86,10 +97,7 @@ def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], 
     kind = _kind_of(config)
     known = known_keys(kind)
     unknown = [k for k in config if k not in known]
-    for key in unknown:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
-        fix = f"did you mean `{close[0]}`?" if close else "remove it (LlamaFactory rejects unknown keys)"
-        problems.append(f"{rel}: {key}: not a LlamaFactory {kind} argument — {fix}")
+    problems += [f"{rel}: {p}" for p in unknown_key_problems(kind, config)]
     error = parse_with_llamafactory(kind, {k: v for k, v in config.items() if k not in unknown})
     if error:
         problems.append(f"{rel}: (LlamaFactory parser) {error}")

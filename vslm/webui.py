@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from .jsonio import atomic_write_text
 from .matrix import load_recipes
 from .paths import ROOT
 from .serve import Server, ServerError, port_in_use
@@ -123,10 +124,9 @@ def write_presets(root: Path = ROOT) -> list[Path]:
         stage = recipe.stage("train")
         config = yaml.safe_load((root / stage.path).read_text(encoding="utf-8"))
         out = root / CONFIG_DIR / f"{name}.yaml"
-        out.parent.mkdir(parents=True, exist_ok=True)
         header = (f"# LlamaBoard arguments for recipe `{name}`, written by `vslm webui` from {stage.path.as_posix()}.\n"
                   f"# In LlamaBoard's Train tab: Config path `{name}.yaml`, then Load arguments.\n")
-        out.write_text(header + yaml.safe_dump(board_preset(config), allow_unicode=True, sort_keys=False), encoding="utf-8")
+        atomic_write_text(out, header + yaml.safe_dump(board_preset(config), allow_unicode=True, sort_keys=False))
         written.append(out)
     return written
 
