@@ -33,12 +33,40 @@ def telecom_merged(telecom_adapter) -> Path:
     return merged
 
 
-def test_training_loss_falls_and_run_record_is_written(telecom_adapter):
+def answer_loss(model, tok, rows: list[dict], system: str) -> float:
+    """Mean teacher-forced loss of the answers (prompt tokens masked, as LlamaFactory trains): deterministic, unlike
+    the per-batch training losses of a few steps."""
+    import torch
+
+    total, count = 0.0, 0
+    for row in rows:
+        prompt = tok.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": row["instruction"]}],
+                                         add_generation_prompt=True, tokenize=False)
+        prompt_ids = tok(prompt)["input_ids"]
+        ids = prompt_ids + tok(row["output"] + "<|im_end|>")["input_ids"]
+        labels = [-100] * len(prompt_ids) + ids[len(prompt_ids):]
+        with torch.no_grad():
+            out = model(torch.tensor([ids]), labels=torch.tensor([labels]))
+        n = len(ids) - len(prompt_ids)
+        total, count = total + out.loss.item() * n, count + n
+    return total / count
+
+
+def test_training_lowers_the_loss_of_its_answers_and_writes_a_run_record(tiny_qwen2, telecom_adapter):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vslm.jsonio import read_jsonl
+
     log = [json.loads(l) for l in (telecom_adapter / "trainer_log.jsonl").read_text().splitlines()]
-    losses = [item["loss"] for item in log if "loss" in item]
-    assert len(losses) == 20
-    first, second_half = sum(losses[:2]) / 2, sum(losses[10:]) / 10  # per-batch losses are noisy: compare averages
-    assert second_half < first - 0.1, f"loss did not fall: {losses}"
+    assert len([item for item in log if "loss" in item]) == 20
+    rows = read_jsonl(ROOT / "datasets" / "telecom" / "telecom_train.jsonl")[:32]
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32).eval()
+    before = answer_loss(base, tok, rows, "你是一名中国移动的专业客服。")
+    after = answer_loss(PeftModel.from_pretrained(base, telecom_adapter).eval(), tok, rows, "你是一名中国移动的专业客服。")
+    assert after < before - 0.05, f"40 LoRA steps did not lower the loss of training answers: {before:.3f} -> {after:.3f}"
     record = json.loads((telecom_adapter / "run_record.json").read_text())
     assert record["recipe"] == "telecom_r32" and record["profile"] == "tiny" and record["seed"] == 42
     assert record["recipe_file"] == "recipes/telecom_r32.yaml"
@@ -87,7 +115,10 @@ def test_api_server_answers_a_chat_completion(api_server):
     client = OpenAI(base_url=api_server.base_url, api_key="EMPTY")
     resp = client.chat.completions.create(model="telecom-test", temperature=0, max_tokens=16,
                                           messages=[{"role": "user", "content": "光猫亮红灯怎么办？"}])
-    assert isinstance(resp.choices[0].message.content, str) and resp.choices[0].message.content
+    # what the tiny merged model says first is luck (it may end at once); the server's side of the contract is not
+    choice = resp.choices[0]
+    assert isinstance(choice.message.content, str) and choice.finish_reason in ("stop", "length"), resp
+    assert resp.usage.completion_tokens <= 16 and resp.model, resp
 
 
 def test_evaluation_on_a_real_server_computes_metrics_and_resumes(api_server, tmp_path):

@@ -56,8 +56,9 @@ def test_family_quickstart_runs_on_the_tiny_model(md, tiny_adapters):
     code, n = re.subn(r"max_new_tokens=\d+", "max_new_tokens=16", code)
     assert n == 1, f"{md.name}: expected one max_new_tokens= in the quick start"
 
-    # after the snippet: what it generated and whether the adapter is on (the tiny models are too small to
-    # promise non-blank words, so the check is: tokens were generated, decoded and printed, through PEFT)
+    # after the snippet: what it generated and whether the adapter is on. What a two-step adapter on the tiny model
+    # samples first is luck (end-of-sequence is a fine first token), so the check is what the quick start promises:
+    # it ran through PEFT, generated, and printed exactly the decoded text (which may be empty)
     code += ('\nimport json\nnew = out[0][inputs["input_ids"].shape[1]:]\n'
              'print(MARK + json.dumps({"tokens": len(new), "text": tokenizer.decode(new, skip_special_tokens=True), '
              '"peft": isinstance(model, PeftModel), "adapters": list(model.peft_config)}))\n')
@@ -66,5 +67,5 @@ def test_family_quickstart_runs_on_the_tiny_model(md, tiny_adapters):
     printed, _, facts = result.stdout.rpartition(MARK)
     facts = json.loads(facts)
     assert facts["peft"] and facts["adapters"] == ["default"], facts
-    assert facts["tokens"] >= 1 and facts["text"], f"{md.name}: generated nothing printable: {facts}"
+    assert facts["tokens"] >= 1, f"{md.name}: generate() returned no new token: {facts}"
     assert printed == facts["text"] + "\n", f"{md.name}: the quick start printed {printed!r}, generated {facts['text']!r}"

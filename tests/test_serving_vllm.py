@@ -34,22 +34,25 @@ def vllm_qwen3(tiny_qwen3, platform_adapter, tmp_path_factory):
     assert server.proc.poll() is not None
 
 
-def test_base_and_fine_tuned_answers_differ(vllm_qwen3):
+def test_base_and_adapter_are_both_served_and_differ(vllm_qwen3):
+    """The adapter is applied per request: the first token's log-probabilities differ between `base` and the adapter
+    (compared as numbers, so the test does not depend on which words the tiny model happens to pick)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=vllm_qwen3.base_url, api_key="EMPTY")
     models = {m.id for m in client.models.list().data}
     assert {"base", "platform_classifier"} <= models
 
-    def ask(model, text):
-        resp = client.chat.completions.create(model=model, temperature=0, max_tokens=12,
+    def first_token_logprobs(model, text) -> dict[str, float]:
+        resp = client.chat.completions.create(model=model, temperature=0, max_tokens=1, logprobs=True, top_logprobs=5,
                                               messages=[{"role": "user", "content": text}],
                                               extra_body={"chat_template_kwargs": {"enable_thinking": False}})
-        return resp.choices[0].message.content
+        return {t.token: t.logprob for t in resp.choices[0].logprobs.content[0].top_logprobs}
 
-    prompts = ["任务: 问题场景分类\n数据清洗流程是什么？", "任务: 文件名称提取\n我有一批西安市地类图斑的数据，怎么进行发服务"]
-    answers = [(ask("base", p), ask("platform_classifier", p)) for p in prompts]
-    assert any(b != f for b, f in answers), answers
+    prompt = "任务: 问题场景分类\n数据清洗流程是什么？"
+    base, adapted = first_token_logprobs("base", prompt), first_token_logprobs("platform_classifier", prompt)
+    shared = set(base) & set(adapted)
+    assert set(base) != set(adapted) or max(abs(base[t] - adapted[t]) for t in shared) > 1e-3, (base, adapted)
 
 
 def test_classifier_under_structured_choice_yields_only_labels(vllm_qwen3, tmp_path):

@@ -143,7 +143,7 @@ def board(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
-        "headless Chromium is missing: apt-get install -y chromium chromium-driver (.ci/run does)"
+        "headless Chromium is missing: run `make browser` (scripts/install_browser.sh; `make test` runs it first)"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
