@@ -1,11 +1,12 @@
-"""The tiny offline models: real tokenizer, Qwen2/Qwen3 architectures with vLLM-compatible head size,
-seeded and cached by a hash of their recipe."""
+"""The tiny offline models: Qwen tokenizer cut to the repository's text, Qwen2/Qwen3 architectures with a
+vLLM-compatible head size, seeded and cached by a hash of their recipe."""
 
 import json
 
 import pytest
 
 from vslm import tiny
+from vslm.tokenizer import build_qwen_tokenizer
 
 
 def test_spec_hash_is_stable_and_changes_with_the_recipe(monkeypatch):
@@ -25,11 +26,11 @@ def test_built_model_has_real_tokenizer_and_head_size_32(request, fixture, model
     config = AutoConfig.from_pretrained(path)
     assert config.model_type == model_type
     head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    assert head == 32, "vLLM's CPU attention supports head sizes 32, 64, 80, ..."
-    assert config.vocab_size == 151936 and config.tie_word_embeddings
+    assert head in (32, 64, 80, 96, 112, 128), "vLLM's CPU attention supports head sizes 32, 64, 80, ..."
     tok = AutoTokenizer.from_pretrained(path)
-    assert tok("Hello world")["input_ids"] == [9707, 1879] and tok("你好")["input_ids"] == [108386]
-    assert tok.convert_tokens_to_ids("<|im_start|>") == 151644
+    assert len(tok) <= config.vocab_size < len(tok) + 64 and config.tie_word_embeddings
+    assert tok.tokenize("光猫亮红灯，请拨打10086") == build_qwen_tokenizer(model_type).tokenize("光猫亮红灯，请拨打10086")
+    assert tok.convert_ids_to_tokens(config.eos_token_id) == "<|im_end|>"
     stamp = json.loads((path / "vslm_tiny.json").read_text())
     assert stamp["hash"] == tiny.spec_hash(path.name)
     losses = [json.loads(l)["loss"] for l in (path / "trainer_log.jsonl").read_text().splitlines() if '"loss"' in l]

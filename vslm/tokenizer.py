@@ -82,3 +82,62 @@ def build_qwen_tokenizer(family: str = "qwen2") -> PreTrainedTokenizerFast:
     tokenizer.pad_token = "<|endoftext|>"
     tokenizer.chat_template = QWEN3_CHAT_TEMPLATE if family == "qwen3" else QWEN25_CHAT_TEMPLATE
     return tokenizer
+
+
+def repository_text_files(root: Path) -> list[Path]:
+    """The text the tiny models' vocabulary is cut to: every training/corpus/source file under datasets/ (held-out
+    *_eval files excluded, so nothing is tuned on them) and the recipe matrix (system prompts)."""
+    suffixes = (".jsonl", ".json", ".csv", ".md", ".txt")
+    data = [p for p in (root / "datasets").rglob("*")
+            if p.is_file() and p.suffix in suffixes and "_eval" not in p.name and p.name != "FORMAT.md"]
+    return sorted(data) + [root / "templates" / "matrix.yaml"]
+
+
+def _bpe_intermediates(token: str, rank: dict[tuple[str, str], int]) -> list[str]:
+    """Every token BPE forms while building `token` from its bytes (merges inside one token never depend on context)."""
+    parts, formed = list(token), []
+    while len(parts) > 1:
+        ranked = [(rank[pair], i) for i, pair in enumerate(zip(parts, parts[1:])) if pair in rank]
+        if not ranked:
+            break
+        _, i = min(ranked)
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        formed.append(parts[i])
+    return formed
+
+
+def trimmed_qwen_tokenizer(family: str, texts: list[str]) -> PreTrainedTokenizerFast:
+    """The Qwen tokenizer cut to the tokens `texts` use: the 256 byte tokens, every token the real tokenizer emits on
+    `texts`, every token BPE forms on the way to those, the merges among them, then Qwen's special/chat tokens, all
+    with contiguous ids. On `texts` it splits exactly as the real tokenizer does; any other text still encodes (down
+    to bytes), and the Qwen chat templates work unchanged. The tiny models use it so that their output layer is
+    ~17k rows instead of 151,936."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    full = build_qwen_tokenizer(family)
+    spec = json.loads(full.backend_tokenizer.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    merges: list[list[str]] = spec["model"]["merges"]
+    rank = {(a, b): i for i, (a, b) in enumerate(merges)}
+    by_id = {i: t for t, i in vocab.items()}
+    used: set[str] = {t for t in vocab if len(t) == 1}  # the 256 byte tokens
+    chat = [{"role": r, "content": "."} for r in ("system", "user", "assistant", "tool")]
+    chat_markup = [full.apply_chat_template(chat[start:], tokenize=False, add_generation_prompt=add, enable_thinking=False)
+                   for start in (0, 1) for add in (True, False)]
+    for text in [*texts, *chat_markup]:
+        for line in text.splitlines(keepends=True):
+            used.update(by_id[i] for i in full.backend_tokenizer.encode(line, add_special_tokens=False).ids if i in by_id)
+    for token in list(used):
+        used.update(_bpe_intermediates(token, rank))
+    kept = sorted(used, key=vocab.__getitem__)
+    spec["model"]["vocab"] = {t: i for i, t in enumerate(kept)}
+    spec["model"]["merges"] = [[a, b] for a, b in merges if a in used and b in used and a + b in used]
+    for offset, added in enumerate(spec["added_tokens"]):
+        added["id"] = len(kept) + offset
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+                                        clean_up_tokenization_spaces=False, model_max_length=32768)
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    tokenizer.chat_template = full.chat_template
+    return tokenizer
