@@ -7,12 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from conftest import requests
 
 from vslm.client import EndpointError, ask_all
+from vslm.matrix import RecipeError
 from vslm.serve import free_port
 
 ROWS = [{"id": f"r{i}", "instruction": f"问题{i}", "input": ""} for i in range(12)]
@@ -58,7 +61,6 @@ def test_killed_run_resumes_without_re_asking(scripted, tmp_path):
             f"ask_all({server.base_url!r}, 'base', json.load(open({str(rows_file)!r})), system=None, "
             f"cache_path=Path({str(cache)!r}), concurrency=1)")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    import time
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 4):
@@ -103,3 +105,65 @@ def test_torn_last_cache_line_is_cut_before_appending(scripted, tmp_path):
     assert len(answers) == 4
     lines = cache.read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(l)["answer"] for l in lines)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vslm(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vslm", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("body, seen", [("html", "an HTML page"), ("list", "a JSON list")])
+def test_models_answer_that_is_not_openai_compatible_is_one_line(scripted, tmp_path, body, seen):
+    server = scripted(models_body=body)
+    out = tmp_path / "eval" / "base.json"
+    result = vslm("eval", "telecom_r32", "--base-url", server.base_url, "--out", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {server.base_url}/models answered HTTP 200 but not an OpenAI-compatible /models answer ({seen}) — "
+        "check --base-url: it must be the server's OpenAI API root, usually ending in /v1"]
+    assert not out.parent.exists(), "nothing is written"
+
+
+@pytest.mark.parametrize("command, flag, value", [
+    ("eval", "--concurrency", "0"), ("eval", "--concurrency", "-2"), ("eval", "--limit", "0"), ("eval", "--limit", "-3"),
+    ("eval", "--max-tokens", "0"), ("eval", "--limit", "ten"), ("demo", "--limit", "0"), ("demo", "--limit", "-3"),
+])
+def test_counts_below_one_are_rejected_in_one_line_naming_the_flag(command, flag, value):
+    args = [command, "telecom_r32"] if command == "eval" else [command]
+    result = vslm(*args, flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vslm {command}: error: argument {flag}: "), lines
+    assert "give a count of 1 or more" in lines[0] and lines[0].endswith(f"(see `vslm {command} --help`)")
+
+
+def test_concurrency_below_one_never_waits_forever(tmp_path):
+    with pytest.raises(RecipeError, match=r"concurrency and max_tokens must be 1 or more \(got 0 and 256\)"):
+        ask_all("http://127.0.0.1:9/v1", "base", ROWS, system=None, cache_path=tmp_path / "c.jsonl", concurrency=0)
+
+
+def test_ctrl_c_during_eval_keeps_answers_and_says_how_to_resume(scripted, tmp_path):
+    server = scripted(latency_ms=300)
+    out = tmp_path / "base.json"
+    cache = out.with_suffix(".cache.jsonl")
+    cmd = [sys.executable, "-m", "vslm", "eval", "telecom_r32", "--base-url", server.base_url, "--limit", "20",
+           "--concurrency", "1", "--out", str(out)]
+    # SIGINT as a terminal's Ctrl-C delivers it (a background test runner may have it ignored: restore the default)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == f"interrupted — finished answers are cached in {cache}; run the same command again to resume"
+    done = len(cache.read_text().splitlines())
+    assert 3 <= done < 20 and not out.exists()
+    before = len(requests(server))
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(requests(server)) - before == 20 - done, "the resumed run asks only the unfinished rows"

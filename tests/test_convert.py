@@ -70,9 +70,40 @@ def test_csv_with_bom_crlf_html_and_quoted_newlines(tmp_path, registry):
                     "解释安全规定,机房可以带水吗?,严禁携带液体进入 A1 机房。\r\n".encode("utf-8"))
     rep = conv.convert(src, "csv", "cloudx", tmp_path / "o", registry_path=registry)
     rows = read_jsonl(tmp_path / "o" / "cloudx_train.jsonl")
-    assert rep.kept == 2
-    assert rows[0]["output"] == "您好！ 专业版 1TB， 每月 29 元。"
+    assert rep.kept == 2 and rep.cleaned == 0
+    assert rows[0]["output"] == "您好！<br>专业版 1TB，\r\n每月 29 元。", "verbatim by default"
     assert rows[0]["instruction"] == "回答关于飞跃云产品的问题"
+    rep = conv.convert(src, "csv", "cloudy", tmp_path / "o", registry_path=registry, clean=True)
+    rows = read_jsonl(tmp_path / "o" / "cloudy_train.jsonl")
+    assert rows[0]["output"] == "您好！\n专业版 1TB，\n每月 29 元。" and rep.cleaned == 1
+
+
+CODE_CELL = "用泛型声明：\n```java\nList<String> names = new ArrayList<>();\nif (a<b && c>d) {\n    return;\n}\n```"
+LIST_CELL = "报销步骤：\n1. 填写申请单\n2. 部门经理审批\n\n- 发票须在 30 天内提交"
+
+
+def test_csv_text_is_kept_verbatim_and_clean_only_touches_html_cells(tmp_path, registry):
+    import csv
+
+    src = tmp_path / "kb.csv"
+    with src.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["instruction", "input", "output", "category"])
+        writer.writerow(["Java 里 List<String> 是什么？", "", CODE_CELL, "code"])
+        writer.writerow(["比较 a<b and c>d", "  前后空白会去掉  ", "当 a<b and c>d 同时成立时为真。", "logic"])
+        writer.writerow(["报销流程？", "", LIST_CELL, "finance"])
+        writer.writerow(["套餐价格？", "", "<p>月费 <b>59</b>&nbsp;元</p><p>含 30GB</p><br/>详见官网", "html"])
+    conv.convert(src, "csv", "kb", tmp_path / "o", registry_path=registry)
+    rows = read_jsonl(tmp_path / "o" / "kb_train.jsonl")
+    assert [r["output"] for r in rows[:3]] == [CODE_CELL, "当 a<b and c>d 同时成立时为真。", LIST_CELL]
+    assert rows[0]["instruction"] == "Java 里 List<String> 是什么？" and rows[1]["input"] == "前后空白会去掉"
+    assert rows[3]["output"] == "<p>月费 <b>59</b>&nbsp;元</p><p>含 30GB</p><br/>详见官网"
+    assert [r["category"] for r in rows] == ["code", "logic", "finance", "html"], "the CSV's other columns are kept"
+    rep = conv.convert(src, "csv", "kb_clean", tmp_path / "o", registry_path=registry, clean=True)
+    cleaned = read_jsonl(tmp_path / "o" / "kb_clean_train.jsonl")
+    assert rep.cleaned == 1, "only the HTML cell changes"
+    assert [r["output"] for r in cleaned[:3]] == [CODE_CELL, "当 a<b and c>d 同时成立时为真。", LIST_CELL]
+    assert cleaned[3]["output"] == "月费 59\xa0元\n含 30GB\n\n详见官网"
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -114,19 +145,19 @@ def test_name_clash_refused_unless_replace(tmp_path, registry):
 
 
 def test_failure_mid_conversion_leaves_no_partial_write(tmp_path, registry, monkeypatch):
+    from vslm import registry as reg
+
     src = write_jsonl(tmp_path / "a.jsonl", ROWS)
     before = registry.read_text()
-    real = conv.atomic_write_json
 
     def boom(path, data):
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(conv, "atomic_write_json", boom)
+    monkeypatch.setattr(reg, "atomic_write_json", boom)
     with pytest.raises(OSError, match="injected"):
         conv.convert(src, "alpaca", "half", tmp_path / "o", val_ratio=0.5, registry_path=registry)
     assert registry.read_text() == before
     assert not list((tmp_path / "o").glob("*.jsonl")), "data files written before the failure must be removed"
-    monkeypatch.setattr(conv, "atomic_write_json", real)
 
 
 def test_dedup_split_and_key_sample_repetition(tmp_path, registry):
@@ -161,7 +192,7 @@ def test_property_every_valid_row_survives_once(tmp_path_factory, rows, fmt):
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.fixed_dictionaries({"instruction": text, "input": text, "output": text}), min_size=1, max_size=6))
-def test_property_csv_round_trip_after_cleaning(rows):
+def test_property_csv_round_trip_is_verbatim(rows):
     import csv
     import io
     import tempfile
@@ -172,9 +203,48 @@ def test_property_csv_round_trip_after_cleaning(rows):
         writer = csv.DictWriter(buf, fieldnames=["instruction", "input", "output"])
         writer.writeheader()
         writer.writerows(rows)
-        src.write_text(buf.getvalue(), encoding="utf-8")
+        src.write_text(buf.getvalue(), encoding="utf-8", newline="")
         got, errors, read = conv.read_rows(src, "csv")
-        cleaned = [(conv.clean_text(r["instruction"]), conv.clean_text(r["output"])) for r in rows]
-        valid = [c for c in cleaned if c[0] and c[1]]
-        assert [(g["instruction"], g["output"]) for g in got] == valid
+        stripped = [(r["instruction"].strip(), r["input"].strip(), r["output"].strip()) for r in rows]
+        valid = [c for c in stripped if c[0] and c[2]]
+        assert [(g["instruction"], g["input"], g["output"]) for g in got] == valid
         assert len(errors) == read - len(valid)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "datasets").glob("*/*_train.jsonl"))
+
+
+@pytest.mark.parametrize("train", SHIPPED)
+def test_shipped_alpaca_datasets_convert_to_the_same_rows(tmp_path, registry, train):
+    rows = read_jsonl(ROOT / train)
+    rep = conv.convert(ROOT / train, "alpaca", "rt", tmp_path / "o", registry_path=registry)
+    unique, seen = [], set()
+    for row in rows:  # key-sample repeats (exact copies) collapse to their first occurrence
+        key = json.dumps([row.get(k) for k in ("system", "history", "instruction", "input", "output")], ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    got = read_jsonl(tmp_path / "o" / "rt_train.jsonl")
+    assert [{k: v for k, v in r.items() if k != "_line"} for r in got] == [{k: v for k, v in r.items() if k != "_line"} for r in unique]
+    assert rep.read == len(rows) and rep.duplicates == len(rows) - len(unique)
+
+
+def test_unreadable_csv_is_one_error_with_its_line(tmp_path, registry):
+    src = tmp_path / "huge.csv"
+    src.write_text("instruction,input,output\na,,b\n\"" + "x" * 200_000 + "\",,c\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"huge.csv:\d+: unreadable CSV \(field larger than field limit"):
+        conv.convert(src, "csv", "huge", tmp_path / "o", registry_path=registry)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"out_dir": "FILE"}, r"--out .*a.jsonl is a file; give a folder"),
+    ({"times": 0, "repeat": ["15GB"]}, r"--times must be at least 1"),
+    ({"val_ratio": 1.0}, r"--val-ratio must be in \[0, 1\)"),
+])
+def test_bad_flags_are_one_error_naming_the_flag(tmp_path, registry, kwargs, message):
+    src = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    kwargs = {k: src if v == "FILE" else v for k, v in kwargs.items()}
+    with pytest.raises(DataError, match=message):
+        conv.convert(src, "alpaca", "flags", kwargs.pop("out_dir", tmp_path / "o"), registry_path=registry, **kwargs)
+    assert not (tmp_path / "o").exists()

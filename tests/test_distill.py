@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -12,15 +13,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from conftest import requests
 
-from vslm.distill import (Options, RequestCache, chunk_facts, distill, jaccard, parse_list, parse_score, question_count,
-                          rule_filter, summary_line)
+from vslm.distill import (Options, RequestCache, carries_fact, chunk_facts, distill, jaccard, parse_list, parse_score, quantities,
+                          question_count, rule_filter, summary_line, unsupported_quantities)
 from vslm.docs import chunk_text
+from vslm.jsonio import read_jsonl
 from vslm.serve import free_port
 from vslm.teacher import TeacherConfig, TeacherError, read_env_file, teacher_from_env
 
@@ -327,3 +332,262 @@ def test_distill_against_llamafactory_api_survives_noise(tiny_qwen2, tmp_path):
     dropped = sum(s["filtered"].values()) + sum(s["chunk_failures"].values())
     assert dropped > 0 and s["rows"] == s["kept"] + s["paraphrases"], "the tiny model's noise is dropped, and counted"
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["questions"] == s["questions"]
+
+
+# --- grounding: every number of an answer is in its chunk ------------------------------------------
+
+FTTR = next(r["output"] for r in read_jsonl(ROOT / "datasets" / "telecom" / "telecom_train.jsonl") if "Fiber To The Room" in r["output"])
+
+
+def test_an_invented_number_is_dropped_even_when_the_answer_names_a_chunk_term():
+    invented = "FTTR的相关标准为每月9999元，须在777小时内办理；FTTR把光纤从主光猫延伸到各个房间，在房间内安装从光猫发射WiFi。"
+    assert "FTTR" in FTTR and "9999" not in FTTR and carries_fact(invented, FTTR), "the old rule let it through"
+    assert rule_filter(invented, FTTR, 20, 500) == "unsupported_number"
+    assert unsupported_quantities(invented, FTTR) == ["9999元", "777小时"]
+    chunk = "第十四条 伙食补助费按出差天数包干发放，标准为每人每天100元；单笔1,000元及以上须转账，须在三十日内报销。"
+    written_otherwise = {"１００元": [], "1000元": [], "１，０００元": [], "30天": [], "第14条": [], "1. 每天100元；2. 转账": [],
+                         "100天": ["100天"], "每天120元": ["120元"], "1001元": ["1001元"]}
+    assert {text: unsupported_quantities(text, chunk) for text in written_otherwise} == written_otherwise
+    table = "| 会议类别 | 综合定额（元/人·天） |\n| 一类会议 | 800 |"
+    assert unsupported_quantities("一类会议的综合定额是每人每天800元。", table) == [], "a bare table number may carry its unit"
+
+
+def derivable(value: Decimal, numbers: set[Decimal]) -> bool:
+    """value = a op b (op c) for numbers written in the question or answer (a worked example's arithmetic)."""
+    numbers = numbers | {n / 100 for n in numbers}  # 60% = 0.6
+    ops = lambda a, b: {a + b, a - b, b - a, a * b} | ({a / b} if b else set())
+    two = {r for a in numbers for b in numbers for r in ops(a, b)}
+    return value in two or any(value in ops(r, c) for r in two for c in numbers)
+
+
+def test_the_shipped_finance_answers_pass_the_grounding_rule():
+    """Every finance_train answer against its source, reimbursement_rules.md: the ones the rule drops repeat a
+    number the question gave (a scenario: "I stayed 3 nights at 600元") or work one out (550×3=1650元)."""
+    rows = read_jsonl(ROOT / "datasets" / "finance" / "finance_train.jsonl")
+    passed, scenario, worked_out = 0, 0, 0
+    for row in rows:
+        assert carries_fact(row["output"], RULES), row["output"]
+        missing = unsupported_quantities(row["output"], RULES)
+        if not missing:
+            passed += 1
+            continue
+        asked = {v for v, _, _ in quantities(row["instruction"])}
+        written = asked | {v for v, _, _ in quantities(row["output"])}
+        values = [quantities(m)[0][0] for m in missing]
+        assert all(v in asked or derivable(v, written - {v}) for v in values), (row["instruction"], missing)
+        scenario += all(v in asked for v in values)
+        worked_out += not all(v in asked for v in values)
+    print(f"finance_train: {passed} of {len(rows)} answers pass; {scenario} repeat the question's numbers, {worked_out} compute")
+    assert passed + scenario + worked_out == len(rows) and passed >= 0.85 * len(rows)
+
+
+def test_dropped_items_are_listed_with_their_reason(scripted, tmp_path, capsys, monkeypatch):
+    from vslm.cli import main
+
+    questions = ["伙食补助费每人每天的标准是多少元？", "FTTR的收费标准是什么？"]
+    grounded = "伙食补助费按出差天数包干发放，标准为每人每天100元；赴西藏、青海、新疆出差的，标准为每人每天120元。"
+    invented = "FTTR的收费标准为每月9999元，须在777小时内办理；伙食补助费按出差天数包干发放，标准为每人每天100元。"
+    server = scripted(teacher=False, answers={"任务：出题": json.dumps(questions, ensure_ascii=False), "FTTR的收费": invented},
+                      default=grounded)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "r.md").write_text(BODY[1200:1700], encoding="utf-8")
+    monkeypatch.setattr("vslm.convert.DATASET_INFO", tmp_path / "dataset_info.json")
+    for name, value in (("BASE_URL", server.base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):
+        monkeypatch.setenv(f"VSLM_TEACHER_{name}", value)
+    code = main(["distill", str(tmp_path / "one"), "--name", "grounded", "--work", str(tmp_path / "w"), "--out",
+                 str(tmp_path / "ds"), "--size", "520", "--overlap", "100", "--questions", "2"])  # one chunk, two questions
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    dropped = read_jsonl(tmp_path / "w" / "dropped.jsonl")
+    assert [{k: d[k] for k in ("question", "reason", "unsupported")} for d in dropped] == [
+        {"question": "FTTR的收费标准是什么？", "reason": "unsupported_number", "unsupported": ["9999元", "777小时"]}]
+    assert dropped[0]["answer"] == invented and dropped[0]["source"] == "r.md"
+    assert f"dropped 1 (each with its reason in {tmp_path / 'w' / 'dropped.jsonl'})" in out
+    assert "  r.md#0 unsupported_number (9999元, 777小时 not in the chunk): FTTR的收费标准是什么？" in out
+    assert read_jsonl(tmp_path / "ds" / "grounded_train.jsonl")[0]["output"] == grounded
+
+
+def test_unreadable_documents_are_skipped_and_named_in_the_summary(scripted, tmp_path, capsys, monkeypatch):
+    from test_docs import scan_pdf
+
+    from vslm.cli import main
+
+    source = docs(tmp_path)
+    scan_pdf(source / "scanned.pdf")
+    (source / "broken.docx").write_bytes(b"PK\x03\x04 not a zip")
+    s = run(scripted(), tmp_path, source=source)
+    assert s["documents"] == 2 and s["kept"] > 0
+    assert [x.split(":")[0] for x in s["skipped"]] == [str(source / "broken.docx"), str(source / "scanned.pdf")]
+    assert "no text layer (scanned?) — OCR it first" in s["skipped"][1]
+    assert json.loads((tmp_path / "work" / "summary.json").read_text())["skipped"] == s["skipped"]
+    monkeypatch.setattr("vslm.convert.DATASET_INFO", tmp_path / "dataset_info.json")
+    for name, value in (("BASE_URL", scripted().base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):
+        monkeypatch.setenv(f"VSLM_TEACHER_{name}", value)
+    assert main(["distill", str(source), "--name", "skips", "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "ds2"),
+                 "--size", "600", "--overlap", "100"]) == 0
+    err = capsys.readouterr().err
+    assert f"  skipped {source / 'broken.docx'}: cannot read this DOCX" in err and f"  skipped {source / 'scanned.pdf'}:" in err
+
+
+# --- teacher faults ---------------------------------------------------------------------------------
+
+def test_a_wrong_model_name_fails_at_start_naming_what_is_served(scripted, tmp_path):
+    server = scripted(models=["qwen-max", "qwen-plus"])
+    config = TeacherConfig(server.base_url, "qwen-mx", ["sk-a"])
+    with pytest.raises(TeacherError) as err:
+        distill(docs(tmp_path), "dist", config, options=Options(size=600, overlap=100), work_dir=tmp_path / "w",
+                out_dir=tmp_path / "ds", registry_path=tmp_path / "r.json", teacher_kw=FAST)
+    assert str(err.value) == (f"teacher model `qwen-mx` is not served at {server.base_url}; it serves: qwen-max, qwen-plus "
+                              "(did you mean `qwen-max`?) — set VSLM_TEACHER_MODEL or --model (--any-model skips this check)")
+    assert requests(server) == [], "nothing was asked"
+    unchecked = distill(docs(tmp_path), "dist", config, options=Options(size=600, overlap=100), work_dir=tmp_path / "w",
+                        out_dir=tmp_path / "ds", registry_path=tmp_path / "r.json", teacher_kw={**FAST, "strict_model": False})
+    assert unchecked["kept"] == 0 and any("HTTP 404" in e for e in unchecked["errors"]), "--any-model: the requests tell"
+
+
+@pytest.mark.parametrize("shape", ["html", "list"])
+def test_models_lists_that_are_html_or_a_bare_list_do_not_break_the_start(scripted, tmp_path, shape):
+    server = scripted(models_body=shape)
+    s = run(server, tmp_path)
+    assert s["kept"] > 0 and s["failed"] == {}
+    if shape == "list":  # readable: a wrong name is still caught
+        with pytest.raises(TeacherError, match="teacher model `nope` is not served .* it serves: teacher"):
+            distill(docs(tmp_path), "dist", TeacherConfig(server.base_url, "nope", ["sk-a"]), work_dir=tmp_path / "w2",
+                    out_dir=tmp_path / "ds2", registry_path=tmp_path / "r2.json", teacher_kw=FAST)
+
+
+def test_retry_after_is_honoured_and_the_wait_is_shown(scripted, tmp_path, capsys):
+    server = scripted(statuses=[429], retry_after="1")
+    start = time.monotonic()
+    s = run(server, tmp_path, concurrency=1, teacher_kw={"cooldown": 120})
+    assert time.monotonic() - start < 30 and s["failed"] == {} and s["chunk_failures"] == {}
+    assert s["keys"]["key#1"] == {"requests": s["requests"]["sent"], "failures": 1, "rests": 1}
+    assert "teacher: HTTP 429 with key#1; it rests 1 s (Retry-After)" in capsys.readouterr().err
+
+
+def test_retry_after_forms_and_cap():
+    from email.utils import format_datetime
+
+    from vslm.teacher import MAX_RETRY_AFTER, KeyPool, retry_after
+
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
+    assert retry_after({"retry-after": "1"}) == 1 and 17 < retry_after({"retry-after": later}) <= 20
+    assert retry_after({"retry-after-ms": "250"}) == 0.25 and retry_after({"retry-after": "soon"}) is None and retry_after({}) is None
+    shown = []
+    pool = KeyPool(["k"], cooldown=30, notify=shown.append)
+    pool.failed(0, 429, 10**6)
+    assert MAX_RETRY_AFTER - 1 < pool.states[0].resting_until - time.monotonic() <= MAX_RETRY_AFTER
+    pool.failed(0, 429, 1)
+    assert len(shown) == 1, "one line per rest, not per request that meets it"
+
+
+def test_a_200_that_is_not_json_is_retried(scripted, tmp_path):
+    reference = run(scripted(), tmp_path, work="ref")
+    server = scripted(statuses=["malformed", "html"])
+    s = run(server, tmp_path, concurrency=1)
+    assert s["failed"] == {} and s["chunk_failures"] == {} and s["kept"] == reference["kept"]
+    assert s["requests"]["sent"] == reference["requests"]["sent"] + 2
+
+
+def test_an_unparseable_question_list_is_asked_again_next_run(scripted, tmp_path):
+    chunks = chunk_text(BODY[:1800], 600, 100)
+    bad = scripted(bad_json_keys=[chunks[2].text[150:180]])
+    first = run(bad, tmp_path)
+    assert first["chunk_failures"] == {"unparseable": 1}
+    good = scripted()
+    second = run(good, tmp_path, replace=True)  # the dataset grows: a new version
+    asked = [identity(r["user"]) for r in requests(good)]
+    assert second["chunk_failures"] == {} and second["kept"] > first["kept"]
+    assert ("questions", "rules.md#2", "") in asked and {a[1] for a in asked} == {"rules.md#2"}, "only that chunk is asked"
+
+
+def test_every_prompt_parameter_is_in_the_cache_key(scripted, tmp_path):
+    server = scripted()
+    run(server, tmp_path, opts=Options(size=600, overlap=100, max_len=500))
+    before = len(requests(server))
+    again = run(server, tmp_path, opts=Options(size=600, overlap=100, max_len=400))
+    stages = Counter(identity(r["user"])[0] for r in requests(server)[before:])
+    assert stages["answer"] > 0 and stages["questions"] == 0, "a new --max-len asks for new answers, not new questions"
+    assert again["requests"]["from_cache"] == again["chunks"]
+
+
+# --- the command line: bad flags, Ctrl-C, --timeout/--attempts/--cooldown ---------------------------
+
+@pytest.mark.parametrize(("flags", "code", "says"), [
+    (["--size", "0"], 2, "argument --size: 0 is not allowed"), (["--overlap", "-1"], 2, "argument --overlap: -1 is not allowed"),
+    (["--concurrency", "0"], 2, "argument --concurrency: 0 is not allowed"), (["--concurrency", "-3"], 2, "argument --concurrency"),
+    (["--attempts", "0"], 2, "argument --attempts"), (["--timeout", "abc"], 2, "argument --timeout"),
+    (["--cooldown", "-1"], 2, "argument --cooldown"), (["--questions", "0"], 2, "argument --questions"),
+    (["--size", "200", "--overlap", "300"], 1, "error: --overlap (300) must be smaller than --size (200)"),
+    (["--min-len", "80", "--max-len", "60"], 1, "error: --max-len must be at least --min-len and 1 (got 60)"),
+    (["--timeout", "0"], 1, "error: --timeout must be more than 0 (got 0)"),
+])
+def test_bad_flags_are_one_line_and_ask_nothing(scripted, tmp_path, capsys, monkeypatch, flags, code, says):
+    from vslm.cli import main
+
+    server = scripted()
+    for name, value in (("BASE_URL", server.base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):
+        monkeypatch.setenv(f"VSLM_TEACHER_{name}", value)
+    with pytest.raises(SystemExit) if code == 2 else contextlib.nullcontext() as exited:
+        result = main(["distill", str(docs(tmp_path)), "--name", "flags", "--work", str(tmp_path / "w"), "--out",
+                       str(tmp_path / "ds"), *flags])
+    err = capsys.readouterr().err
+    assert (exited.value.code if code == 2 else result) == code
+    assert len(err.strip().splitlines()) == 1 and says in err, err
+    assert requests(server) == []
+
+
+@pytest.mark.parametrize("flag", ["--out", "--work"])
+def test_out_or_work_pointing_at_a_file_is_one_line(scripted, tmp_path, capsys, monkeypatch, flag):
+    from vslm.cli import main
+
+    server = scripted()
+    for name, value in (("BASE_URL", server.base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):
+        monkeypatch.setenv(f"VSLM_TEACHER_{name}", value)
+    a_file = tmp_path / "a_file.jsonl"
+    a_file.write_text("{}\n")
+    paths = {"--out": str(tmp_path / "ds"), "--work": str(tmp_path / "w"), flag: str(a_file)}
+    assert main(["distill", str(docs(tmp_path)), "--name", "files", *(x for kv in paths.items() for x in kv)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {flag} {a_file} is a file; give a folder" + err[0].split("give a folder", 1)[1]]
+    assert requests(server) == [] and a_file.read_text() == "{}\n"
+
+
+def test_ctrl_c_says_where_the_answers_are_and_the_rerun_resumes(scripted, tmp_path):
+    server = scripted(latency_ms=150)
+    source, work = docs(tmp_path), tmp_path / "w"
+    env = {**os.environ, "VSLM_TEACHER_BASE_URL": server.base_url, "VSLM_TEACHER_MODEL": "teacher", "VSLM_TEACHER_API_KEYS": "sk-a"}
+    proc = subprocess.Popen([sys.executable, "-m", "vslm.cli", "distill", str(source), "--name", "h13_interrupted", "--work", str(work),
+                             "--out", str(tmp_path / "ds"), "--size", "600", "--overlap", "100", "--concurrency", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not (work / "cache.jsonl").exists() or (work / "cache.jsonl").read_text().count("\n") < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"interrupted — finished answers are cached in {work / 'cache.jsonl'}; "
+                                            "run the same command again to resume")
+    finished = (work / "cache.jsonl").read_text().count("\n")
+    resumed = distill(source, "h13_interrupted", TeacherConfig(server.base_url, "teacher", ["sk-a"]), options=Options(size=600, overlap=100),
+                      work_dir=work, out_dir=tmp_path / "ds", registry_path=tmp_path / "r.json", teacher_kw=FAST)
+    assert resumed["requests"]["from_cache"] == finished >= 4 and resumed["kept"] > 0
+
+
+def test_timeout_attempts_and_cooldown_come_from_the_command_line(scripted, tmp_path, capsys, monkeypatch):
+    from vslm.cli import main
+
+    server = scripted(statuses=["hang", 429])
+    monkeypatch.setattr("vslm.convert.DATASET_INFO", tmp_path / "dataset_info.json")
+    for name, value in (("BASE_URL", server.base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):
+        monkeypatch.setenv(f"VSLM_TEACHER_{name}", value)
+    start = time.monotonic()
+    code = main(["distill", str(docs(tmp_path)), "--name", "flagged", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "ds"),
+                 "--size", "600", "--overlap", "100", "--concurrency", "1", "--timeout", "1", "--attempts", "1", "--cooldown", "0.5"])
+    out, err = capsys.readouterr()
+    assert code == 0 and time.monotonic() - start < 60, err
+    assert "timed out with key#1 (gave up after 1 attempts)" in err, err
+    assert "teacher: HTTP 429 with key#1; it rests 0.5 s (cool-down, --cooldown 0.5)" in err
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["chunk_failures"] == {"request_failed": 2} and summary["keys"]["key#1"]["failures"] == 2

@@ -1,5 +1,5 @@
 """`vslm` — one command per arrow of the loop: build-tiny, render, list, check, validate, train, merge,
-serve, eval, demo, registry, convert, distill, stats, webui. Each subcommand's --help says what it reads and writes."""
+serve, eval, probe, demo, registry, convert, distill, stats, webui. Each subcommand's --help says what it reads and writes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,35 @@ from pathlib import Path
 
 from .jsonio import DataError
 from .matrix import RecipeError
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (--limit, --concurrency, --max-tokens, ...): a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — give a count of 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed — give a count of 1 or more")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type for --port: 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number — give 1-65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number — give 1-65535")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser that reports a bad command line in one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def cmd_build_tiny(args) -> None:
@@ -128,17 +157,51 @@ def cmd_eval(args) -> None:
     recipe = get_recipe(args.recipe)
     rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
     out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}.json")
+    args.cache_path = out.with_suffix(".cache.jsonl")  # named by main() if the run is interrupted
     result = evaluate(rows, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
                       cache_path=out.with_suffix(".cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
                       concurrency=args.concurrency, structured=args.structured, enable_thinking=recipe["enable_thinking"],
                       strict_model=not args.any_model, label=args.model, judge=judge_of(args))
+    if args.taught:
+        from .evaluate import taught_rows
+
+        taught = taught_rows(rows, recipe["datasets"], args.eval_set or recipe["eval_set"])
+        if not taught:
+            raise DataError(f"--taught: no row of `{args.eval_set or recipe['eval_set']}` has `taught_question` (see datasets/FORMAT.md)")
+        result["taught"] = evaluate(taught, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
+                                    cache_path=out.with_suffix(".taught.cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
+                                    concurrency=args.concurrency, enable_thinking=recipe["enable_thinking"],
+                                    strict_model=not args.any_model, label=f"{args.model} taught", judge=judge_of(args))
     atomic_write_json(out, result)
     print(json.dumps(result["summary"]["overall"], ensure_ascii=False))
+    if args.taught:
+        print("taught questions (injection check): " + json.dumps(result["taught"]["summary"]["overall"], ensure_ascii=False))
     print(f"wrote {out}")
 
 
+def cmd_probe(args) -> None:
+    from .matrix import get_recipe
+    from .paths import ROOT, rel
+    from .matrix import saves_root
+    from .probe import probe
+
+    args.cache_path = (args.out or ROOT / saves_root() / "probe" / args.recipe) / "cache.jsonl"  # named by main() if interrupted
+    result = probe(get_recipe(args.recipe), base_url=args.base_url.rstrip("/"), model=args.model, eval_file=args.eval_file,
+                   out_dir=args.out, limit=args.limit, max_tokens=args.max_tokens, concurrency=args.concurrency,
+                   strict_model=not args.any_model, labels=args.write_labels, replace=args.replace)
+    counts = result["counts"]
+    print(f"{counts['facts']} taught facts: {counts['known']} Known, {counts['unknown']} Unknown to `{args.model}`")
+    print(f"wrote {rel(result['probe_file'])}")
+    if args.write_labels:
+        print(f"wrote `known` on {counts['facts']} rows of {result['eval_file']} ({result['labels_changed']} changed)")
+
+
 def cmd_demo(args) -> None:
+    from .matrix import saves_root
+    from .paths import ROOT
     from .pipeline import demo
+
+    args.cache_path = ROOT / saves_root() / args.profile / args.recipe / "eval" / "cache"  # as pipeline.demo writes it
 
     demo(args.recipe, args.profile, backend=args.backend, port=args.port, limit=args.limit, skip_train=args.skip_train,
          judge=judge_of(args))
@@ -166,26 +229,61 @@ def cmd_convert(args) -> None:
     from .convert import convert
 
     rep = convert(args.source, args.format, args.name, args.out, val_ratio=args.val_ratio, seed=args.seed,
-                  repeat=args.repeat, times=args.times, replace=args.replace, skip_invalid=args.skip_invalid)
+                  repeat=args.repeat, times=args.times, replace=args.replace, skip_invalid=args.skip_invalid,
+                  clean=args.clean)
     print(f"read {rep.read} rows: kept {rep.kept}, dropped {rep.duplicates} duplicates, {len(rep.errors)} invalid, "
-          f"added {rep.repeated} key-sample repeats")
+          f"added {rep.repeated} key-sample repeats" + (f"; --clean changed {rep.cleaned} cell(s)" if args.clean else ""))
     for err in rep.errors[:20]:
         print(f"  skipped {err}", file=sys.stderr)
     for path, n in rep.files.items():
         print(f"wrote {path} ({n} rows)")
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type for --overlap, --paraphrases, --min-len: a whole number of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — give 0 or more") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed — give 0 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type for --timeout and --cooldown: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed — give 0 or more seconds")
+    return value
+
+
 def cmd_distill(args) -> None:
-    from .distill import Options, distill, summary_line
+    from .distill import Interrupted, Options, distill, summary_line
     from .teacher import teacher_from_env
 
     opts = Options(size=args.size, overlap=args.overlap, questions=args.questions, paraphrases=args.paraphrases,
                    judge=args.judge, min_len=args.min_len, max_len=args.max_len)
-    summary = distill(args.source, args.name, teacher_from_env(args.base_url, args.model), options=opts,
-                      concurrency=args.concurrency, work_dir=args.work, out_dir=args.out, replace=args.replace)
+    try:
+        summary = distill(args.source, args.name, teacher_from_env(args.base_url, args.model), options=opts,
+                          concurrency=args.concurrency, work_dir=args.work, out_dir=args.out, replace=args.replace,
+                          teacher_kw={"timeout": args.timeout, "attempts": args.attempts, "cooldown": args.cooldown,
+                                      "strict_model": not args.any_model})
+    except Interrupted as exc:
+        args.cache_path = exc.cache  # main() says where the finished answers are
+        raise
     print(summary_line(summary))
     for err in summary["errors"][:10]:
         print(f"  {err}", file=sys.stderr)
+    for item in summary["skipped"]:
+        print(f"  skipped {item}", file=sys.stderr)
+    if summary["dropped"]["count"]:
+        print(f"dropped {summary['dropped']['count']} (each with its reason in {summary['dropped']['file']}), first ones:")
+        for line in summary["dropped"]["first"][:5]:
+            print(f"  {line}")
     print(f"wrote {summary['distilled']} (with provenance)")
     if not summary["dataset"]:
         raise DataError("no question-answer pair passed the filters; nothing was registered (see the counts above)")
@@ -202,11 +300,16 @@ def cmd_webui(args) -> None:
 def cmd_stats(args) -> None:
     from .stats import dataset_stats
 
-    print(dataset_stats(args.datasets, args.recipe))
+    table, problems = dataset_stats(args.datasets, args.recipe)
+    print(table)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        raise DataError(f"{len(problems)} dataset(s) could not be read (listed above)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vslm", description=__doc__)
+    parser = OneLineParser(prog="vslm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build-tiny", help="build (or reuse) the tiny offline Qwen2/Qwen3 models into models/")
@@ -240,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("--profile", choices=["tiny"])
     p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="evaluate one served model on a recipe's held-out set; writes answers, scores and summary JSON")
@@ -248,21 +351,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     p.add_argument("--model", default="base", help="served model name (vLLM: base or the recipe name)")
     p.add_argument("--eval-set", help="registered evaluation set (default: the recipe's)")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--max-tokens", type=int)
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N rows")
+    p.add_argument("--max-tokens", type=positive_int, help="default: the recipe's max_new_tokens")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--structured", action="store_true", help="constrain classification answers to the label set (vLLM structured outputs)")
     p.add_argument("--any-model", action="store_true", help="do not require --model in /v1/models (llamafactory-cli api ignores it)")
     p.add_argument("--out", help="output JSON (default saves/eval/<recipe>/<model>.json)")
+    p.add_argument("--taught", action="store_true", help="also ask the taught questions (the training questions the rows link to "
+                   "by taught_question: an injection check, not generalisation); stored under `taught`")
     add_judge_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("probe", help="ask the served BASE model each taught fact's question and label the fact Known/Unknown "
+                       "(Gekhman et al. 2024); writes saves/probe/<recipe>/probe.json, --write-labels sets `known` on the eval rows")
+    p.add_argument("recipe")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default="base", help="served name of the base model (vLLM: base)")
+    p.add_argument("--eval-file", type=Path, help="held-out JSONL to probe and label (default: the recipe's registered eval set)")
+    p.add_argument("--limit", type=positive_int, help="probe only the first N rows")
+    p.add_argument("--max-tokens", type=positive_int, help="default: the recipe's max_new_tokens")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once (default 8)")
+    p.add_argument("--any-model", action="store_true", help="do not require --model in /v1/models (llamafactory-cli api ignores it)")
+    p.add_argument("--out", type=Path, help="output folder for probe.json and the answer cache (default saves/probe/<recipe>/)")
+    p.add_argument("--write-labels", action="store_true", help="write `known: true/false` onto the probed rows of the eval file (atomically)")
+    p.add_argument("--replace", action="store_true", help="with --write-labels: overwrite labels an earlier probe wrote")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("demo", help="the main job: tiny model -> train -> merge -> serve -> evaluate base vs fine-tuned -> report")
     p.add_argument("--recipe", default="telecom_r32")
     p.add_argument("--profile", default="tiny", choices=["tiny"])
     p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
-    p.add_argument("--port", type=int)
-    p.add_argument("--limit", type=int, help="evaluate only the first N held-out rows")
+    p.add_argument("--port", type=port_number)
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N held-out rows")
     p.add_argument("--skip-train", action="store_true", help="reuse an existing adapter")
     add_judge_flags(p)
     p.set_defaults(func=cmd_demo)
@@ -276,8 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", action="append", help="repeat training rows containing this text (key samples); may be given several times")
     p.add_argument("--times", type=int, default=3, help="total copies of each key sample (default 3)")
-    p.add_argument("--replace", action="store_true", help="overwrite an existing registry entry of the same name")
+    p.add_argument("--replace", action="store_true", help="overwrite existing data files and registry entries of this --name "
+                   "(without it nothing existing is replaced)")
     p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
+    p.add_argument("--clean", action="store_true", help="drop HTML markup (<p>, <br>, &nbsp; ...) from cells that contain "
+                   "HTML tags, keeping line breaks; other text is always kept verbatim (only the ends of cells are trimmed)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("distill", help="distil documents (PDF/MD/TXT/DOCX) into question-answer pairs with a teacher model "
@@ -285,27 +408,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="a document or a folder of documents")
     p.add_argument("--name", required=True, help="dataset prefix: writes datasets/<name>/<name>_train.jsonl, registers <name>_train")
     p.add_argument("--out", type=Path, help="dataset folder (default datasets/<name>/)")
-    p.add_argument("--work", type=Path, help="distilled JSONL, resumable request cache, summary (default saves/distill/<name>/)")
-    p.add_argument("--size", type=int, default=2000, help="chunk size in characters (default 2000)")
-    p.add_argument("--overlap", type=int, default=200, help="chunk overlap in characters (default 200)")
-    p.add_argument("--questions", type=int, default=3, help="questions per full-size chunk (default 3)")
-    p.add_argument("--paraphrases", type=int, default=0, help="extra phrasings per kept question (default 0)")
+    p.add_argument("--work", type=Path, help="distilled JSONL and summary (default saves/distill/<name>/), and the resumable "
+                   "request cache (default saves/distill/cache.jsonl, shared by every --name)")
+    p.add_argument("--size", type=positive_int, default=2000, help="chunk size in characters (default 2000)")
+    p.add_argument("--overlap", type=non_negative_int, default=200, help="chunk overlap in characters, less than --size (default 200)")
+    p.add_argument("--questions", type=positive_int, default=3, help="questions per full-size chunk (default 3)")
+    p.add_argument("--paraphrases", type=non_negative_int, default=0, help="extra phrasings per kept question (default 0)")
     p.add_argument("--judge", type=int, choices=range(1, 6), help="also have the teacher score answers 1-5; keep those >= this")
-    p.add_argument("--min-len", type=int, default=50)
-    p.add_argument("--max-len", type=int, default=500)
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--min-len", type=non_negative_int, default=50, help="shortest answer kept, in characters (default 50)")
+    p.add_argument("--max-len", type=positive_int, default=500, help="longest answer kept, in characters (default 500)")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="teacher requests in flight at once (default 8)")
+    p.add_argument("--timeout", type=seconds, default=120, help="seconds to wait for one teacher answer (default 120)")
+    p.add_argument("--attempts", type=positive_int, default=5, help="tries per request before it counts as failed (default 5)")
+    p.add_argument("--cooldown", type=seconds, default=30, help="seconds a key rests after HTTP 429/401/403 when the "
+                   "server sends no Retry-After (default 30; a Retry-After is honoured, up to 600)")
     p.add_argument("--base-url", help="teacher endpoint (default $VSLM_TEACHER_BASE_URL)")
     p.add_argument("--model", help="teacher model (default $VSLM_TEACHER_MODEL); keys only from the environment")
-    p.add_argument("--replace", action="store_true", help="overwrite an existing registry entry of the same name")
+    p.add_argument("--any-model", action="store_true", help="do not require --model in the endpoint's /models list "
+                   "(for gateways that list only some of the models they serve)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing <name>_train file and registry entry "
+                   "(checked before any request)")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("corpus", help="chunk documents (PDF/MD/TXT/DOCX) into a {text} JSONL for stage pt and register it")
-    p.add_argument("source", type=Path)
-    p.add_argument("--name", required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--size", type=int, default=1000)
-    p.add_argument("--overlap", type=int, default=100)
-    p.add_argument("--replace", action="store_true")
+    p.add_argument("source", type=Path, help="a document or a folder of documents")
+    p.add_argument("--name", required=True, help="dataset name to register (letters, digits, _ and -)")
+    p.add_argument("--out", type=Path, required=True, help="the JSONL file to write, e.g. datasets/<domain>/<name>.jsonl")
+    p.add_argument("--size", type=positive_int, default=1000, help="chunk size in characters (default 1000)")
+    p.add_argument("--overlap", type=non_negative_int, default=100, help="chunk overlap in characters, less than --size (default 100)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing --out file or registry entry")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("stats", help="rows and token lengths (real Qwen tokenizer) per dataset; flags rows over a recipe's cutoff_len")
@@ -338,6 +469,18 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `vslm list | head` closed the pipe: not an error of ours
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        cache = getattr(args, "cache_path", None)  # set by commands whose finished work survives (eval, demo)
+        if cache is not None and Path(cache).exists():
+            from .paths import rel
+
+            print(f"interrupted — finished answers are cached in {rel(cache)}; run the same command again to resume", file=sys.stderr)
+        else:
+            print("interrupted — run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

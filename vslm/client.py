@@ -65,14 +65,43 @@ class AnswerCache:
             handle.flush()  # in the OS's hands: survives a killed process (fsync per answer would cap throughput)
 
 
+def describe_body(resp: httpx.Response) -> str:
+    """What came back, in a few words for a message: an HTML page, a JSON list, ..."""
+    text = resp.content[:512].decode("utf-8", errors="replace").lstrip()
+    if "html" in resp.headers.get("content-type", "") or text[:1] == "<":
+        return "an HTML page"
+    try:
+        body = resp.json()
+    except ValueError:
+        return "text that is not JSON" if text else "an empty body"
+    if isinstance(body, dict):
+        return "a JSON object without a `data` list of models"
+    return "a JSON " + {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(body), "null")
+
+
+def served_models(resp: httpx.Response) -> list[str] | None:
+    """The model ids of an OpenAI-style /models answer ({"data": [{"id": ...}, ...]}), or None if it is not one."""
+    try:
+        body = resp.json()
+    except ValueError:  # JSONDecodeError, or bytes that are not text
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+        return None
+    return [m["id"] for m in data]
+
+
 def check_endpoint(base_url: str, model: str, api_key: str, strict_model: bool) -> list[str]:
     try:
         resp = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise EndpointError(f"cannot reach {base_url} ({type(exc).__name__}) — start a server with `vslm serve <recipe>` or fix --base-url") from None
     if resp.status_code != 200:
         raise EndpointError(f"{base_url}/models answered HTTP {resp.status_code} — check --base-url and the API key")
-    served = [m.get("id") for m in resp.json().get("data", [])]
+    served = served_models(resp)
+    if served is None:
+        raise EndpointError(f"{base_url}/models answered HTTP 200 but not an OpenAI-compatible /models answer "
+                            f"({describe_body(resp)}) — check --base-url: it must be the server's OpenAI API root, usually ending in /v1")
     if strict_model and model not in served:
         raise EndpointError(f"model `{model}` is not served at {base_url}; it serves: {', '.join(served) or 'nothing'}")
     return served
@@ -128,6 +157,8 @@ def ask_all(base_url: str, model: str, rows: list[dict[str, Any]], *, system: st
             max_tokens: int = 256, concurrency: int = 8, api_key: str | None = None, extra_body: dict[str, Any] | None = None,
             per_row_extra: list[dict[str, Any] | None] | None = None, strict_model: bool = True, label: str = "") -> dict[str, str]:
     """Answers by row id. Every finished answer is on disk before the next is counted."""
+    if concurrency < 1 or max_tokens < 1:  # a zero-slot semaphore would wait forever
+        raise RecipeError(f"concurrency and max_tokens must be 1 or more (got {concurrency} and {max_tokens})")
     api_key = api_key or os.environ.get("VSLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
     check_endpoint(base_url, model, api_key, strict_model)
     settings = {"max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0}

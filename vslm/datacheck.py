@@ -1,4 +1,6 @@
-"""Repository-wide data checks: registry integrity, recipe datasets registered, held-out sets disjoint."""
+"""Repository-wide data checks: registry integrity, recipe datasets registered, held-out sets disjoint from training,
+held-out references written anew (not copied training answers), every key-fact row carrying a discriminative fact,
+and reworded rows linked to the training question that taught their facts."""
 
 from __future__ import annotations
 
@@ -7,10 +9,15 @@ from typing import Any
 
 from .jsonio import read_jsonl
 from .matrix import load_recipes
+from .metrics import measure_of
 from .paths import ROOT
 from .registry import check_registry, load_registry
 
 NEAR_DUPLICATE = 0.6  # character-trigram Jaccard at or above this counts as a copy
+COPIED_ANSWER = 0.8  # a reference this close (trigram Jaccard) to a training answer rewards reproducing training
+GENERIC_SHARE = 0.2  # a key fact in at least this share of the training answers is hit by a canned answer
+LABEL_TASKS = ("classification", "extraction")  # references are labels / spans of the input, copies by design
+REWRITE = "rewrite it in other words with the same facts"
 
 
 def normalize_prompt(text: str) -> str:
@@ -45,6 +52,95 @@ def overlap_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str,
     return problems
 
 
+def free_text_answers(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]]) -> list[str]:
+    """The training answers that are written text: not a label of the held-out set, not a span of the row's own prompt."""
+    labels = {label for row in eval_rows for label in row.get("labels") or []}
+    out = []
+    for row in train_rows:
+        answer = str(row.get("output", "") or "")
+        if answer and answer not in labels and normalize_prompt(answer) not in normalize_prompt(prompt(row)):
+            out.append(answer)
+    return out
+
+
+def copied_reference_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:
+    """A held-out reference must not be a training answer: ROUGE/BLEU and reference loss would reward reproducing it."""
+    answers = {normalize_prompt(a) for a in free_text_answers(train_rows, eval_rows)}
+    answer_grams = [trigrams(a) for a in answers]
+    problems = []
+    for row in eval_rows:
+        if row.get("task", "qa") in LABEL_TASKS:
+            continue
+        ref = normalize_prompt(str(row.get("output", "")))
+        if ref in answers:
+            problems.append(f"{label}:{row.get('_line')}: reference answer copies a training answer; {REWRITE}")
+            continue
+        grams = trigrams(ref)
+        best = max((jaccard(grams, g) for g in answer_grams), default=0.0)
+        if best >= COPIED_ANSWER:
+            problems.append(f"{label}:{row.get('_line')}: reference answer is a near-copy of a training answer "
+                            f"(trigram Jaccard {best:.2f}); {REWRITE}")
+    return problems
+
+
+def generic_fact_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:
+    """Every row with key facts needs one that a canned answer does not hit: a fact in >= GENERIC_SHARE of the
+    training answers, or in the row's own question, cannot be the only kind of fact a row checks."""
+    answers = [normalize_prompt(a) for a in free_text_answers(train_rows, eval_rows)]
+    if not answers:
+        return []
+    problems = []
+    for row in eval_rows:
+        facts = row.get("key_facts") or []
+        if not facts:
+            continue
+        question = normalize_prompt(prompt(row))
+        reasons = []
+        for fact in facts:
+            norm = normalize_prompt(str(fact))
+            share = sum(norm in a for a in answers) / len(answers)
+            if share >= GENERIC_SHARE:
+                reasons.append(f"`{fact}` is in {share:.0%} of the training answers")
+            elif norm in question:  # matched as key-fact recall matches, so echoing the question would pass
+                literally = str(fact) in prompt(row)
+                reasons.append(f"`{fact}` is in the question" + ("" if literally else " once case, spaces and punctuation are ignored"))
+            else:
+                break
+        else:
+            problems.append(f"{label}:{row.get('_line')}: only generic key facts ({'; '.join(reasons)}); "
+                            "add a fact of the reference that only a correct answer contains")
+    return problems
+
+
+def taught_link_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str, train_label: str) -> list[str]:
+    """A reworded row names the training question that taught its facts (`taught_question`: the training
+    instruction, plus a newline and its input when not empty); it must exist and its answer must carry every key fact."""
+    taught: dict[str, list[str]] = {}
+    for row in train_rows:
+        question = str(row.get("instruction", "")) + ("\n" + str(row["input"]) if row.get("input") else "")
+        taught.setdefault(question.strip(), []).append(normalize_prompt(str(row.get("output", ""))))
+    problems = []
+    for row in eval_rows:
+        if measure_of(row) != "reworded" or row.get("task", "qa") != "qa":
+            continue
+        where = f"{label}:{row.get('_line')}"
+        question = row.get("taught_question")
+        if not isinstance(question, str) or not question.strip():
+            problems.append(f"{where}: a reworded row needs `taught_question`, the exact training prompt whose answer teaches "
+                            "its facts")
+            continue
+        if question.strip() not in taught:
+            problems.append(f"{where}: `taught_question` {question!r} is not a training prompt of {train_label}; copy it exactly "
+                            "(instruction, plus a newline and the input when there is one)")
+            continue
+        answers = taught[question.strip()]
+        missing = [f for f in row.get("key_facts") or [] if not any(normalize_prompt(str(f)) in a for a in answers)]
+        if missing:
+            problems.append(f"{where}: key fact(s) {', '.join(f'`{f}`' for f in missing)} are not in the answer to its "
+                            "`taught_question`; a reworded row checks only facts training taught")
+    return problems
+
+
 def eval_pairs() -> list[tuple[str, str]]:
     """(train dataset, eval dataset) pairs: each recipe's datasets against its eval set."""
     pairs = []
@@ -53,6 +149,14 @@ def eval_pairs() -> list[tuple[str, str]]:
             pairs.append((name, recipe["eval_set"]))
     pairs.append(("general_train", "general_eval"))
     return sorted(set(pairs))
+
+
+def trained_on() -> dict[str, list[str]]:
+    """Each held-out set and the training datasets evaluated on it."""
+    out: dict[str, list[str]] = {}
+    for train_name, eval_name in eval_pairs():
+        out.setdefault(eval_name, []).append(train_name)
+    return out
 
 
 def check_repository() -> list[str]:
@@ -65,8 +169,15 @@ def check_repository() -> list[str]:
                 problems.append(f"templates/matrix.yaml: recipe `{recipe.name}` uses dataset `{name}`, which dataset_info.json does not register")
     if problems:
         return problems
-    for train_name, eval_name in eval_pairs():
-        train_rows = read_jsonl(ROOT / registry[train_name]["file_name"])
-        eval_rows = read_jsonl(ROOT / registry[eval_name]["file_name"])
-        problems += overlap_problems(train_rows, eval_rows, registry[eval_name]["file_name"])
-    return problems
+    for eval_name, train_names in sorted(trained_on().items()):
+        label = registry[eval_name]["file_name"]
+        eval_rows = read_jsonl(ROOT / label)
+        all_train: list[dict[str, Any]] = []
+        for train_name in train_names:
+            train_rows = read_jsonl(ROOT / registry[train_name]["file_name"])
+            all_train += train_rows
+            problems += overlap_problems(train_rows, eval_rows, label)
+            problems += copied_reference_problems(train_rows, eval_rows, label)
+            problems += generic_fact_problems(train_rows, eval_rows, label)
+        problems += taught_link_problems(all_train, eval_rows, label, " + ".join(registry[n]["file_name"] for n in train_names))
+    return list(dict.fromkeys(problems))  # a problem found against two training sets is listed once

@@ -5,7 +5,7 @@ Configuration comes from the environment or `.env` (the environment wins), like 
   VSLM_JUDGE_BASE_URL, VSLM_JUDGE_MODEL, VSLM_JUDGE_API_KEYS (comma-separated; unset for a local server)
 When no VSLM_JUDGE_* is set the VSLM_TEACHER_* settings are used. Keys never reach logs, caches or reports.
 
-Only QA and refusal rows are judged (classification and extraction have exact metrics). Every verdict is
+Only QA, refusal and correction rows are judged (classification and extraction have exact metrics). Every verdict is
 appended to a cache beside the answers', so a killed or failed run, run again, asks only what is missing.
 """
 
@@ -27,7 +27,7 @@ from .paths import ROOT, rel
 from .teacher import ENV_FILE, Teacher, TeacherConfig, TeacherError, read_env_file, teacher_from_env
 
 RUBRIC = ROOT / "eval" / "judge_rubric.md"
-JUDGED_TASKS = ("qa", "refusal")
+JUDGED_TASKS = ("qa", "refusal", "correction")
 MAX_TOKENS = 200
 PROMPT = ("请按评分标准给下面的待评答案打分，只输出 JSON：{{\"score\": 1 到 5 的整数, \"reason\": \"一句话理由\"}}\n\n"
           "【问题】\n{question}\n\n【参考答案】\n{reference}\n\n【关键事实】\n{facts}\n\n【待评答案】\n{answer}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-from .evaluate import evaluate, load_eval_rows
+from .evaluate import evaluate, load_eval_rows, taught_rows
 from .judge import JudgeSpec
 from .matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
 from .paths import ROOT, rel
@@ -23,8 +24,9 @@ def _step(n: int, total: int, text: str) -> None:
 def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, backend: str = "auto", port: int | None = None,
                        limit: int | None = None, concurrency: int = 8, general_set: str | None = None,
                        judge: JudgeSpec | None = None) -> dict[str, Any]:
-    """Evaluate base and fine-tuned on the recipe's held-out set; returns {"results", "general", "backend",
-    "rows", "base_model", "merged_dir", "fine_tuned"}."""
+    """Evaluate base and fine-tuned on the recipe's held-out set, its taught set (the training questions behind it, an
+    injection check) and the general set; returns {"results", "taught", "general", "backend", "rows", "taught_rows",
+    "general_rows", "base_model", "merged_dir", "fine_tuned"}."""
     matrix = load_matrix()
     infer = recipe.stage("infer")
     infer_overrides = profile_overrides(recipe, infer, profile, matrix, saves_root())
@@ -32,8 +34,11 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     adapter_dir = infer_overrides.get("adapter_name_or_path", recipe["adapter_dir"])
     merged_dir = profile_overrides(recipe, recipe.stage("merge"), profile, matrix, saves_root()).get("export_dir", recipe["merged_dir"])
     sets = {"eval": load_eval_rows(recipe["eval_set"], limit)}
+    taught = taught_rows(sets["eval"], recipe["datasets"], recipe["eval_set"])
+    if taught:
+        sets["taught"] = taught
     if general_set:
-        sets["general"] = load_eval_rows(general_set, limit)
+        sets["general"] = load_eval_rows(general_set, limit, default_measure="general")
     common = dict(system=recipe["system"], max_tokens=recipe["max_new_tokens"] if not profile else 96,
                   concurrency=concurrency, enable_thinking=recipe["enable_thinking"], judge=judge)
     python = vllm_python() if backend in ("auto", "vllm") else None
@@ -61,14 +66,15 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                     results[set_name][label] = evaluate(rows, base_url=server.base_url, model=server.name, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
                                                         strict_model=False, label=f"{set_name}/{label}", **common)
         used = "llamafactory-api"
-    return {"results": results["eval"], "general": results.get("general"), "backend": used, "rows": sets["eval"],
+    return {"results": results["eval"], "taught": results.get("taught"), "general": results.get("general"), "backend": used,
+            "rows": sets["eval"], "taught_rows": sets.get("taught"), "general_rows": sets.get("general"),
             "base_model": base_model, "merged_dir": merged_dir, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir}
 
 
 def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: Path) -> float:
     """Teacher-forced loss of the held-out reference answers (LlamaFactory's own eval loop, the recipe's
-    template and system prompt): a before/after signal that does not depend on decoding."""
-    import json
+    template and system prompt): a before/after signal that does not depend on decoding. The references may be
+    close to training answers, so it shows the training answers' wording was absorbed, not generalisation."""
     import subprocess
 
     from .train import llamafactory_cli
@@ -116,10 +122,10 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     merge(recipe, profile)
     lap("merge", t0)
     t0 = time.monotonic()
-    _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out set")
+    _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out, taught and general sets")
     ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval", judge=judge)
     lap("serve_and_eval", t0)
-    _step(5, 5, "held-out reference loss (LlamaFactory eval loop) and the before/after report")
+    _step(5, 5, "loss on the held-out reference answers (LlamaFactory eval loop) and the before/after report with floors")
     t0 = time.monotonic()
     losses = {"base": heldout_loss(recipe, profile, ev["base_model"], out_dir / "loss-base"),
               "fine-tuned": heldout_loss(recipe, profile, str(ROOT / ev["merged_dir"]), out_dir / "loss-fine-tuned")}
@@ -133,11 +139,13 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
                + " ".join(format_overrides(train_overrides)),
                "timings_s": timings}
     files = write_report(out_dir, title=f"{recipe.name} ({profile} profile): base vs fine-tuned", rows=ev["rows"],
-                         results=ev["results"], general=ev["general"], context=context,
-                         trainer_log=adapter_dir / "trainer_log.jsonl")
+                         results=ev["results"], general=ev["general"], general_rows=ev["general_rows"], taught=ev["taught"],
+                         taught_rows=ev["taught_rows"], context=context, trainer_log=adapter_dir / "trainer_log.jsonl")
     timings["total"] = round(time.monotonic() - started, 1)
     overall = {k: v["summary"]["overall"] for k, v in ev["results"].items()}
-    print(f"\nheld-out reference loss: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "
+    print(f"\nloss on the held-out reference answers: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "
           f"key-fact recall: base {overall['base']['key_fact_recall']} -> fine-tuned {overall['fine-tuned']['key_fact_recall']}")
+    shortfalls = json.loads(files["json"].read_text(encoding="utf-8"))["callouts"]
+    print(f"floors check: fine-tuned is at or below a floor on {len(shortfalls)} number(s)" + (" (listed first in the report)" if shortfalls else ""))
     print(f"report: {rel(files['md'])}  (also report.json, report.png, loss.png)  total {timings['total']}s")
     return files["md"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from .matrix import MATRIX, Recipe, format_overrides, load_matrix, load_recipes, profile_overrides
+from .matrix import Recipe, expand, format_overrides, load_matrix, profile_overrides
 from .paths import ROOT, TEMPLATES
 
 DEEPSPEED = {"recipes/deepspeed/ds_z2.json": "ds_z2.json.j2", "recipes/deepspeed/ds_z3.json": "ds_z3.json.j2"}
@@ -55,12 +55,13 @@ def _run_lines(recipe: Recipe, kind: str, path: Path, matrix: dict) -> list[str]
     return lines
 
 
-def render_all(matrix_path: Path = MATRIX) -> dict[str, str]:
-    """Every generated file: repository-relative path -> text."""
+def render_all(matrix_path: Path | None = None) -> dict[str, str]:
+    """Every generated file: repository-relative path -> text (matrix: $VSLM_MATRIX or templates/matrix.yaml)."""
     env = _env()
     matrix = load_matrix(matrix_path)
+    expanded = [expand(name, entry, matrix) for name, entry in matrix["recipes"].items()]
     out: dict[str, str] = {}
-    for recipe in load_recipes(matrix_path).values():
+    for recipe in expanded:
         for stage in recipe.stages:
             ctx = dict(recipe.vars)
             ctx.update(
@@ -79,7 +80,7 @@ def render_all(matrix_path: Path = MATRIX) -> dict[str, str]:
     for path, template in DEEPSPEED.items():
         out[path] = env.get_template(template).render()
     families: dict[str, list] = {}
-    for recipe in load_recipes(matrix_path).values():
+    for recipe in expanded:
         families.setdefault(recipe["domain"], []).append(recipe)
     for domain, recipes in families.items():
         first = recipes[0]

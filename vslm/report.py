@@ -1,4 +1,8 @@
-"""Before/after report: Markdown table, JSON, a per-category bar chart and the loss curve."""
+"""Before/after report: Markdown, JSON, a bar chart with the floors drawn, and the loss curve.
+
+Every number sits next to two floors computed on the same rows with the same metrics and no model: `echo` (the
+answer is the question) and `constant` (the one training answer that scores best on those rows). A fine-tuned score
+at or below a floor is called out in the report's first lines."""
 
 from __future__ import annotations
 
@@ -8,10 +12,36 @@ from typing import Any
 
 from .jsonio import atomic_write_json, atomic_write_text
 
-METRICS = [("heldout_loss", "held-out reference loss (nats/token, lower is better)"), ("accuracy", "accuracy (all key facts / right label)"), ("key_fact_recall", "key-fact recall"),
+METRICS = [("heldout_loss", "loss on the held-out reference answers (nats/token, teacher-forced; lower is better)"),
+           ("accuracy", "accuracy (all key facts / right label / right refusal or correction)"), ("key_fact_recall", "key-fact recall"),
+           ("key_fact_recall_unknown", "key-fact recall on Unknown facts (the base did not know them: `vslm probe`)"),
+           ("key_fact_recall_known", "key-fact recall on Known facts (the base already knew them)"),
            ("rouge-l", "ROUGE-L"), ("bleu-4", "BLEU-4"), ("refusal_rate_on_answerable", "refusal rate on answerable"),
-           ("hallucination_rate", "hallucination rate (should refuse)"), ("judge_score", "LLM-judge score (1–5, rubric)"),
-           ("judge_unscored", "LLM-judge verdicts unreadable (rows)")]
+           ("hallucination_rate", "hallucination rate (should refuse)"), ("refusal_accuracy", "refusal accuracy (refused as it should)"),
+           ("correction_accuracy", "correction accuracy (false premise corrected, correct facts given)"),
+           ("judge_score", "LLM-judge score (1–5, rubric)"), ("judge_unscored", "LLM-judge verdicts unreadable (rows)")]
+LABELS = dict(METRICS)
+# (metric, higher is better) compared against the floors for the call-out
+CHECKED = [("key_fact_recall", True), ("key_fact_recall_unknown", True), ("accuracy", True), ("rouge-l", True), ("bleu-4", True),
+           ("hallucination_rate", False)]
+SHORT = {"key_fact_recall": "key-fact recall", "key_fact_recall_unknown": "key-fact recall on Unknown facts", "accuracy": "accuracy",
+         "rouge-l": "ROUGE-L", "bleu-4": "BLEU-4", "hallucination_rate": "hallucination rate"}
+IDEAL = {"hallucination_rate": 0.0, "rouge-l": 100.0, "bleu-4": 100.0}  # else 1.0
+FLOORS = (("echo", "echo floor"), ("constant", "constant floor"))
+SECTIONS = {
+    "taught": ("Taught questions — injection check",
+               "The training questions themselves, asked verbatim (a fixed sample, linked to held-out rows by `taught_question`), "
+               "scored on the same key facts. The model saw these questions in training: this shows whether the facts went in, "
+               "never that the model generalises."),
+    "reworded": ("Reworded questions — recall of taught facts",
+                 "Held-out questions that ask taught facts in words the training data does not use. Key-fact recall is the "
+                 "headline; ROUGE-L/BLEU-4 compare wording with a reference answer that may be close to a training answer."),
+    "unanswerable": ("Unanswerable questions — refusal and correction",
+                     "Questions the training data cannot answer (out of scope, unseen facts, false premises): the right answer "
+                     "refuses, or corrects the premise and states the correct facts. Hallucination rate = share answered anyway."),
+    "general": ("General ability — forgetting check",
+                "General instructions outside the domain, asked of both models: a drop means the fine-tune cost general ability."),
+}
 
 
 def _fmt(value: Any) -> str:
@@ -29,6 +59,10 @@ def _delta(a: Any, b: Any) -> str:
     if isinstance(a, int) and isinstance(b, int):
         return f"{d:+d}"
     return f"{d:+.3f}" if abs(a) <= 1.0 and abs(b) <= 1.0 else f"{d:+.2f}"
+
+
+def _cell(text: str, width: int = 400) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")[:width]
 
 
 def plot_loss(trainer_log: Path, out: Path, title: str) -> Path | None:
@@ -61,93 +95,240 @@ def plot_loss(trainer_log: Path, out: Path, title: str) -> Path | None:
 
 def headline(scores: dict[str, Any]) -> tuple[str, float | None]:
     """The metric a group or row is judged by: key-fact recall where it has key facts, else accuracy
-    (classification, extraction and refusal are right or wrong)."""
+    (classification, extraction, refusal and correction are right or wrong)."""
     if scores.get("key_fact_recall") is not None:
         return "key-fact recall", scores["key_fact_recall"]
     value = scores.get("accuracy", scores.get("correct"))
     return "accuracy", None if value is None else float(value)
 
 
-def plot_bars(results: dict[str, dict[str, Any]], out: Path, title: str) -> Path:
+def chart_groups(sets: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """[(group label, {model or floor name: summary})]: each measure section, then each held-out category."""
+    groups = []
+    for measure, set_name in section_sources(sets).items():
+        groups.append((measure, {name: res["summary"]["by_measure"][measure] for name, res in _all_results(sets[set_name]).items()
+                                 if measure in res["summary"]["by_measure"]}))
+    main = sets["held-out"]
+    for cat in next(iter(main["results"].values()))["summary"]["by_category"]:
+        groups.append((cat, {name: res["summary"]["by_category"][cat] for name, res in _all_results(main).items()}))
+    return groups
+
+
+def plot_bars(sets: dict[str, dict[str, Any]], out: Path, title: str) -> Path:
+    """Grouped bars for base and fine-tuned per measure section and category; the floors as horizontal marks over
+    each group (dashed: constant answer, dotted: echo)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results)
-    cats = list(next(iter(results.values()))["summary"]["by_category"])
-    groups = ["overall", *cats]
+    groups = chart_groups(sets)
+    names = list(sets["held-out"]["results"])
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups)) + 1.6, 4.2))
     for i, name in enumerate(names):
-        summ = results[name]["summary"]
-        vals = [headline(summ["overall"] if g == "overall" else summ["by_category"][g])[1] or 0.0 for g in groups]
+        vals = [headline(summ[name])[1] or 0.0 if name in summ else 0.0 for _, summ in groups]
         ax.bar([x + i * width for x in range(len(groups))], vals, width, label=name)
-    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(groups))], groups, rotation=20)
-    ax.set_ylabel("key-fact recall / accuracy"), ax.set_title(title), ax.legend(), ax.grid(axis="y", alpha=0.3)
+    left, right = -width / 2, width * (len(names) - 0.5)
+    for floor, style, color in (("constant", "--", "black"), ("echo", ":", "dimgray")):
+        label = f"{floor} floor"
+        for x, (_, summ) in enumerate(groups):
+            value = headline(summ[floor])[1] if floor in summ else None
+            if value is not None:
+                ax.hlines(value, x + left, x + right, colors=color, linestyles=style, linewidth=1.6, label=label, zorder=3)
+                label = None
+    sections = sum(g in SECTIONS for g, _ in groups)
+    if 0 < sections < len(groups):  # sections first, then the held-out set's categories
+        ax.axvline(sections - 0.5 + width * (len(names) - 1) / 2, color="gray", linewidth=0.8)
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(groups))], [g for g, _ in groups], rotation=25, ha="right")
+    ax.set_ylabel("key-fact recall / accuracy"), ax.set_title(title), ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
 
 
-def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
-                 context: dict[str, Any], trainer_log: Path | None = None, examples: int = 4,
-                 general: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
-    """results: {"base": evaluation, "fine-tuned": evaluation}; general: same shape on the general set (forgetting)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (before, after) = list(results)[:2]
-    sb, sa = results[before]["summary"], results[after]["summary"]
-    lines = [f"# {title}", ""]
-    lines += [f"Evaluation set: `{context['eval_set']}` ({len(rows)} held-out rows). Greedy decoding (temperature 0), "
-              f"max {context['max_tokens']} new tokens, system prompt: {context.get('system') or '(none)'}", ""]
-    lines += ["| metric | " + before + " | " + after + " | Δ |", "| --- | --- | --- | --- |"]
+def _all_results(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {**entry["results"], **entry.get("floors", {})}
+
+
+def section_sources(sets: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """{measure: the set whose rows report it}, in report order: taught, reworded, unanswerable, general."""
+    out: dict[str, str] = {}
+    for measure in SECTIONS:
+        for set_name in ("taught", "held-out", "general"):
+            entry = sets.get(set_name)
+            if entry and measure in next(iter(entry["results"].values()))["summary"]["by_measure"] and measure not in out:
+                out[measure] = set_name
+    return out
+
+
+def metric_table(summaries: dict[str, dict[str, Any]], before: str, after: str) -> list[str]:
+    """| metric | before | after | Δ | echo floor | constant floor |, rows with a value only."""
+    lines = [f"| metric | {before} | {after} | Δ | echo floor | constant floor |", "| --- | --- | --- | --- | --- | --- |"]
     for key, label in METRICS:
-        a, b = sb["overall"].get(key), sa["overall"].get(key)
+        a, b = summaries[before].get(key), summaries[after].get(key)
         if a is None and b is None:
             continue
-        lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} |")
-    lines += ["", "## By category", "", f"| category | n | metric | {before} | {after} | Δ |", "| --- | --- | --- | --- | --- | --- |"]
+        floors = [_fmt(summaries[f].get(key)) if f in summaries else "–" for f, _ in FLOORS]
+        lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} | {' | '.join(floors)} |")
+    return lines
+
+
+def callouts(sets: dict[str, dict[str, Any]], after: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(shortfalls, trivial): every (section, metric, floor) where the fine-tuned model is at or below the floor (at or
+    above, for hallucination); and every one where a floor itself reaches the best possible value (a canned refusal has
+    no hallucinations), which says the metric must be read with another, not that the model fell short."""
+    found, trivial = [], []
+    for measure, set_name in section_sources(sets).items():
+        entry = sets[set_name]
+        mine = entry["results"][after]["summary"]["by_measure"][measure]
+        for key, higher in CHECKED:
+            for floor, floor_label in FLOORS:
+                if floor not in entry.get("floors", {}):
+                    continue
+                theirs = entry["floors"][floor]["summary"]["by_measure"].get(measure, {}).get(key)
+                ours = mine.get(key)
+                if ours is None or theirs is None:
+                    continue
+                if theirs == IDEAL.get(key, 1.0):
+                    trivial.append(f"{measure} {SHORT[key]}: the {floor_label} already scores {_fmt(theirs)}")
+                elif ours != IDEAL.get(key, 1.0) and ((ours <= theirs) if higher else (ours >= theirs)):
+                    found.append({"section": measure, "metric": key, "value": ours, "floor": floor, "floor_value": theirs,
+                                  "text": f"{measure} · {SHORT[key]}: {after} {_fmt(ours)} {'≤' if higher else '≥'} {floor_label} {_fmt(theirs)}"})
+    return found, trivial
+
+
+def callout_lines(found: list[dict[str, Any]]) -> list[str]:
+    """One Markdown bullet per section: `- **reworded**: key-fact recall 0.04 ≤ constant 0.12; BLEU-4 1.90 ≤ ...`."""
+    lines = []
+    for section in dict.fromkeys(f["section"] for f in found):
+        parts = []
+        for key in dict.fromkeys(f["metric"] for f in found if f["section"] == section):
+            hits = [f for f in found if f["section"] == section and f["metric"] == key]
+            op = "≥" if key == "hallucination_rate" else "≤"
+            parts.append(f"{SHORT[key]} {_fmt(hits[0]['value'])} {op} " + ", ".join(f"{h['floor']} {_fmt(h['floor_value'])}" for h in hits))
+        lines.append(f"- **{section}**: " + "; ".join(parts))
+    return lines
+
+
+def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
+                 context: dict[str, Any], trainer_log: Path | None = None, examples: int = 4,
+                 general: dict[str, dict[str, Any]] | None = None, general_rows: list[dict[str, Any]] | None = None,
+                 taught: dict[str, dict[str, Any]] | None = None, taught_rows: list[dict[str, Any]] | None = None,
+                 training_answers: list[str] | None = None) -> dict[str, Path]:
+    """results: {"base": evaluation, "fine-tuned": evaluation} on the held-out rows; general / taught: the same
+    shape on the general set (forgetting) and the taught set (injection check), with their rows. The floors use
+    `training_answers`, else the training answers of context["recipe"]; without either only the echo floor is drawn."""
+    from .evaluate import floor_results, training_rows
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (before, after) = list(results)[:2]
+    if training_answers is None and context.get("recipe"):
+        from .matrix import get_recipe
+
+        training_answers = [t["output"] for t in training_rows(get_recipe(context["recipe"])["datasets"])]
+    sets: dict[str, dict[str, Any]] = {"held-out": {"rows": rows, "results": results}}
+    if taught and taught_rows:
+        sets["taught"] = {"rows": taught_rows, "results": taught}
+    if general and general_rows:
+        sets["general"] = {"rows": general_rows, "results": general}
+    for entry in sets.values():
+        entry["floors"] = floor_results(entry["rows"], training_answers)
+    if general and not general_rows:  # no rows: no floors, but the before/after still shows
+        sets["general"] = {"rows": [], "results": general, "floors": {}}
+    sb, sa = results[before]["summary"], results[after]["summary"]
+    main_floors = sets["held-out"]["floors"]
+
+    lines = [f"# {title}", ""]
+    flagged, trivial = callouts(sets, after)
+    if flagged:
+        lines += [f"**Floors check — {after} is at or below a floor on {len(flagged)} number(s)** (a floor needs no model: see "
+                  "“Floors” below):", "", *callout_lines(flagged), ""]
+    else:
+        lines += [f"**Floors check:** {after} is above the echo and constant-answer floors on every checked number "
+                  f"({', '.join(SHORT[k] for k, _ in CHECKED)}).", ""]
+    if trivial:
+        lines += ["A floor reaches the best possible value here, so these numbers mean something only together with another "
+                  "(hallucination rate with the refusal rate on answerable questions): " + "; ".join(trivial) + ".", ""]
+    if "constant" not in main_floors:
+        lines += ["(No constant-answer floor: the report was given neither a recipe nor its training answers.)", ""]
+    counts = ", ".join(f"{m} {s['n']}" for m, s in sa["by_measure"].items())
+    lines += [f"Evaluation set: `{context['eval_set']}` ({len(rows)} held-out rows: {counts}"
+              + (f"; plus {len(taught_rows or [])} taught questions" if "taught" in sets else "") + "). "
+              f"Greedy decoding (temperature 0), max {context['max_tokens']} new tokens, system prompt: {context.get('system') or '(none)'}", ""]
+    lines += ["## What each number measures", "",
+              "- **taught**: the training questions themselves (injection check, not generalisation).",
+              "- **reworded**: taught facts asked in new words — key-fact recall is the measure of learned knowledge;"
+              " on Unknown facts (the base did not know them, per `vslm probe`) it is the measure of injection.",
+              "- **unanswerable**: questions the training data cannot answer — hallucination rate, refusal and correction accuracy.",
+              "- **general**: general ability, the forgetting check.",
+              "- **floors**: echo (the answer is the question) and constant (the best single training answer for those rows),"
+              " scored like the models. A number at or below a floor proves nothing.", ""]
+    for measure, set_name in section_sources(sets).items():
+        entry = sets[set_name]
+        heading, text = SECTIONS.get(measure, (measure, ""))
+        summaries = {name: res["summary"]["by_measure"][measure] for name, res in _all_results(entry).items()
+                     if measure in res["summary"]["by_measure"]}
+        lines += [f"## {heading}", "", text, "", *metric_table(summaries, before, after), ""]
+    lines += ["## Overall (the whole held-out file)", "",
+              *metric_table({**{k: v["summary"]["overall"] for k, v in results.items()},
+                             **{k: v["summary"]["overall"] for k, v in main_floors.items()}}, before, after), ""]
+    if sb["overall"].get("heldout_loss") is not None:
+        lines += ["The loss row is LlamaFactory's teacher-forced loss on the held-out *reference answers*; those references may be "
+                  "close to training answers, so a lower loss shows the model absorbed the training answers' wording, not that it "
+                  "answers unseen questions correctly.", ""]
+    lines += ["## By category", "", f"| category | n | metric | {before} | {after} | Δ | echo floor | constant floor |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cat, summ in sa["by_category"].items():
         (metric, b), (_, a) = headline(summ), headline(sb["by_category"][cat])
-        lines.append(f"| {cat} | {summ['n']} | {metric} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} |")
+        floors = [_fmt(headline(main_floors[f]["summary"]["by_category"][cat])[1]) if f in main_floors else "–" for f, _ in FLOORS]
+        lines.append(f"| {cat} | {summ['n']} | {metric} | {_fmt(a)} | {_fmt(b)} | {_delta(a, b)} | {' | '.join(floors)} |")
     for labels, rep in sa.get("classification", {}).items():
         lines += ["", f"## Classification: {labels}", "", f"accuracy {before} {_fmt(sb['classification'][labels]['accuracy'])} → "
                   f"{after} {_fmt(rep['accuracy'])}; macro-F1 {_fmt(sb['classification'][labels]['macro_f1'])} → {_fmt(rep['macro_f1'])}",
                   "", "Confusion (" + after + ", gold → predicted): " + json.dumps(rep["confusion"], ensure_ascii=False)]
-    if general:
-        gb, ga = (general[k]["summary"]["overall"] for k in list(general)[:2])
-        lines += ["", "## General ability (forgetting check)", "", f"| metric | {before} | {after} | Δ |", "| --- | --- | --- | --- |"]
-        for key in ("key_fact_recall", "rouge-l", "judge_score"):
-            if gb.get(key) is None and ga.get(key) is None:
-                continue
-            lines.append(f"| {key} | {_fmt(gb.get(key))} | {_fmt(ga.get(key))} | {_delta(gb.get(key), ga.get(key))} |")
     lines += ["", "## Side by side", ""]
     scored = sorted(rows, key=lambda r: -((headline(results[after]["scores"][r["id"]])[1] or 0)
                                           - (headline(results[before]["scores"][r["id"]])[1] or 0)))
     for row in scored[:examples]:
         q = row["instruction"] + (" " + row["input"] if row.get("input") else "")
-        cell = lambda s: s.replace("|", "\\|").replace("\n", "<br>")[:400]  # noqa: E731
-        lines += [f"**{row['id']}** ({row.get('category', '')}) {cell(q)}", "",
+        lines += [f"**{row['id']}** ({row.get('category', '')}, {row.get('measures') or row.get('task', 'qa')}) {_cell(q)}", "",
                   f"| {before} | {after} |", "| :--- | :--- |",
-                  f"| {cell(results[before]['answers'][row['id']]) or '(empty)'} | {cell(results[after]['answers'][row['id']]) or '(empty)'} |",
+                  f"| {_cell(results[before]['answers'][row['id']]) or '(empty)'} | {_cell(results[after]['answers'][row['id']]) or '(empty)'} |",
                   "", f"Key facts: {', '.join(row.get('key_facts') or []) or row['output']}", ""]
         verdicts = [(name, res["scores"][row["id"]]) for name, res in results.items()]
         if any("judge_score" in v for _, v in verdicts):
             lines += ["Judge: " + "; ".join(f"{name} {v.get('judge_score') or '?'}/5 ({v.get('judge_reason') or 'no reason'})"
                                             for name, v in verdicts), ""]
-    lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in context.items()]
+    lines += ["## Floors", "", "Computed on the same rows with the same metrics, with no model. **echo**: every answer is the "
+              "question itself (catches key facts that the question already contains). **constant**: every row of a section "
+              "gets the same answer, the one training answer that scores best on that section's rows (mean key-fact recall on "
+              "QA rows, right/wrong elsewhere) — a fine-tuned model should beat any canned answer. The overall and per-category "
+              "constant floors use each row's section answer.", ""]
+    for set_name, entry in sets.items():
+        constant = entry.get("floors", {}).get("constant")
+        for measure, pick in (constant or {}).get("chosen", {}).items():
+            lines.append(f"- {set_name} · {measure} ({pick['rows']} rows): in {pick['training_copies']} training row(s), mean headline "
+                         f"{pick['mean_headline']:.3f}: «{_cell(pick['answer'], 300)}»")
+    lines += ["", "## Run", ""] + [f"- {k}: {v}" for k, v in context.items()]
     for name, res in results.items():
         lines.append(f"- {name}: model `{res['model']}` at {res['endpoint']}, sampling {json.dumps(res['sampling'])}")
         if res.get("judge"):
             lines.append(f"- {name} judged by: {json.dumps(res['judge'], ensure_ascii=False)}")
     files = {"md": out_dir / "report.md", "json": out_dir / "report.json"}
-    files["png"] = plot_bars(results, out_dir / "report.png", f"{title}: key-fact recall / accuracy")
+    files["png"] = plot_bars(sets, out_dir / "report.png", f"{title}: key-fact recall / accuracy")
+    images = ["![key-fact recall / accuracy per section and category, floors dashed](report.png)"]
     if trainer_log is not None:
         loss = plot_loss(trainer_log, out_dir / "loss.png", f"{context.get('recipe', '')} training loss")
         if loss:
             files["loss"] = loss
-            lines[2:2] = ["![per-category key-fact recall / accuracy](report.png) ![training loss](loss.png)", ""]
+            images.append("![training loss](loss.png)")
+    first = lines.index("## What each number measures")
+    lines[first:first] = [" ".join(images), ""]
     atomic_write_text(files["md"], "\n".join(lines) + "\n")
-    atomic_write_json(files["json"], {"title": title, "context": context, "results": results, "general": general})
+    atomic_write_json(files["json"], {"title": title, "context": context, "callouts": [f["text"] for f in flagged], "trivial_floors": trivial, "results": results,
+                                      "general": general, "taught": taught, "taught_rows": taught_rows,
+                                      "floors": {name: entry.get("floors", {}) for name, entry in sets.items()}})
     return files

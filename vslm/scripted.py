@@ -12,7 +12,11 @@ script.json keys (all optional):
   answers:       {substring: answer}; first match wins; else `default` ("echo" repeats the user message)
   request_log:   JSONL file; each request's last user message and model is appended (to count re-requests),
                  with `auth`, a short SHA-256 of the bearer key (never the key itself)
-  statuses may also hold "hang": that request never answers (client timeout), later ones do
+  statuses may also hold "hang": that request never answers (client timeout), later ones do; "malformed": a 200
+                 whose body is not JSON; "html": a 200 with an HTML page (a proxy's or login page)
+  retry_after:   value of the Retry-After header sent with every scripted error status (e.g. "1")
+  models_body:   what GET /v1/models answers: "html" (a 200 HTML page) or "list" (a bare JSON list of ids);
+                 default the OpenAI shape {"object": "list", "data": [{"id": ...}]}
   key_statuses:  {substring of the API key: HTTP status}; requests with such a key always get it (e.g. 429, 401)
   bad_json_keys: substrings whose requests get a 200 whose *content* is not the JSON the prompt asked for
   judge:         true = answer vslm.judge's prompts: score = 1 + 4 x (share of 【关键事实】 found in 【待评答案】)
@@ -31,7 +35,9 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+HTML_PAGE = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><h1>Please sign in</h1></body></html>"
 
 
 def _section(prompt: str, name: str) -> str:
@@ -83,7 +89,16 @@ def create_app(script: dict) -> FastAPI:
 
     @app.get("/v1/models")
     async def list_models():
+        shape = script.get("models_body")
+        if shape == "html":
+            return HTMLResponse(HTML_PAGE)
+        if shape == "list":
+            return JSONResponse(list(models))
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "scripted"} for m in models]}
+
+    def failure(status: int, message: str) -> JSONResponse:
+        headers = {"Retry-After": str(script["retry_after"])} if script.get("retry_after") is not None else None
+        return JSONResponse({"error": {"message": message}}, status_code=status, headers=headers)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -101,11 +116,15 @@ def create_app(script: dict) -> FastAPI:
         statuses = script.get("statuses", [])
         if n <= len(statuses) and statuses[n - 1] == "hang":
             await asyncio.sleep(3600)
+        if n <= len(statuses) and statuses[n - 1] == "malformed":
+            return PlainTextResponse("{not json", media_type="application/json")
+        if n <= len(statuses) and statuses[n - 1] == "html":
+            return HTMLResponse(HTML_PAGE)
         if n <= len(statuses) and statuses[n - 1] != 200:
-            return JSONResponse({"error": {"message": "scripted failure"}}, status_code=statuses[n - 1])
+            return failure(statuses[n - 1], "scripted failure")
         for part, status in script.get("key_statuses", {}).items():
             if part and part in key:
-                return JSONResponse({"error": {"message": f"scripted HTTP {status} for this key"}}, status_code=status)
+                return failure(status, f"scripted HTTP {status} for this key")
         if body.get("model") not in models:
             return JSONResponse({"error": {"message": f"model {body.get('model')} not found"}}, status_code=404)
         if any(k in user for k in script.get("fail_keys", [])):

@@ -92,23 +92,20 @@ def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str
     return None
 
 
-def check_later_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> None:
-    """A later stage's arguments through LlamaFactory's parser before the first stage runs, so a bad override
-    fails in seconds instead of after the earlier stage's training."""
-    from .validate import parse_with_llamafactory, unknown_key_problems
+def check_stage_arguments(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> None:
+    """A training stage's effective arguments (recipe file + overrides) through LlamaFactory's argument types and
+    parser before anything runs, so a bad override (`learning_rate=abc`, a clash in a later stage) fails in seconds
+    with one line instead of inside llamafactory-cli or after an earlier stage's training."""
+    from .validate import argument_problems
 
-    config = effective_config(stage, stage_overrides(recipe, stage, profile, extra))
-    unknown = unknown_key_problems("train", config)
-    if unknown:
-        raise RecipeError(f"{stage.path}: {'; '.join(unknown)}")
-    error = parse_with_llamafactory("train", config)
-    if error:
-        raise RecipeError(f"{stage.path} (with its overrides): LlamaFactory rejects the arguments — {error}")
+    problems = argument_problems("train", effective_config(stage, stage_overrides(recipe, stage, profile, extra)))
+    if problems:
+        raise RecipeError(f"{stage.path} (with its overrides): {'; '.join(problems)}")
 
 
 def train(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None) -> Path:
-    for stage in recipe.train_stages[1:]:
-        check_later_stage(recipe, stage, profile, extra)
+    for stage in recipe.train_stages:
+        check_stage_arguments(recipe, stage, profile, extra)
     out = None
     for stage in recipe.train_stages:
         out = run_stage(recipe, stage, profile, extra)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import functools
 import os
+import re
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import yaml
 
-from .matrix import load_matrix, load_recipes
+from .matrix import expand, load_matrix, profile_overrides
 from .paths import ROOT
 from .registry import load_registry
 
@@ -43,9 +48,118 @@ def unknown_key_problems(kind: str, config: dict[str, Any]) -> list[str]:
     known = known_keys(kind)
     problems = []
     for key in (k for k in config if k not in known):
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
         fix = f"did you mean `{close[0]}`?" if close else "remove it (LlamaFactory rejects unknown keys)"
         problems.append(f"{key}: not a LlamaFactory {kind} argument — {fix}")
+    return problems
+
+
+@functools.cache
+def field_types(kind: str) -> dict[str, tuple[Any, Any, str]]:
+    """key -> (declared type, default, dataclass) for every argument LlamaFactory parses for this kind."""
+    out: dict[str, tuple[Any, Any, str]] = {}
+    for cls in parser_classes(kind):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            out.setdefault(f.name, (hints[f.name], default, cls.__name__))
+    return out
+
+
+def _accepts(tp: Any, value: Any) -> bool | None:
+    """Does `value` (as YAML gives it) have the declared type? None when the type cannot be judged."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        verdicts = [_accepts(a, value) for a in args]
+        return True if True in verdicts else (None if None in verdicts else False)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return isinstance(value, tp) or value in {m.value for m in tp}
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    if tp is list or origin is list:
+        return isinstance(value, list) and (not args or all(_accepts(args[0], v) is not False for v in value))
+    return None
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        words = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(words)) + (" (or null)" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in tp)
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a mapping", list: "a list"}
+    return words.get(tp) or words.get(origin) or getattr(tp, "__name__", str(tp))
+
+
+def _yaml(value: Any) -> str:
+    """A value written as YAML reads it back (1.0e-4, not 1e-4, which YAML 1.1 reads as text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, float) and value and abs(value) < 1e-3:
+        return re.sub(r"e([-+])0*(\d)", r"e\1\2", f"{value:.1e}")
+    return str(value) if not isinstance(value, str) else f'"{value}"'
+
+
+# Counts, sizes and rates where zero or a negative value means nothing (LlamaFactory/transformers accept them silently).
+POSITIVE = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+            "gradient_accumulation_steps", "cutoff_len", "lora_rank", "lora_alpha", "save_steps", "eval_steps",
+            "logging_steps", "max_new_tokens", "max_length", "num_beams", "vllm_maxlen", "vllm_max_lora_rank", "export_size",
+            "preprocessing_num_workers", "preprocessing_batch_size", "max_samples", "save_total_limit", "temperature")
+NON_NEGATIVE = ("seed", "weight_decay", "warmup_steps", "max_grad_norm", "dataloader_num_workers", "val_size", "top_k")
+RANGES: dict[str, tuple[Any, str]] = {
+    **{k: (lambda v: v > 0, "greater than 0") for k in POSITIVE},
+    **{k: (lambda v: v >= 0, "0 or more") for k in NON_NEGATIVE},
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "top_p": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "vllm_gpu_util": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "max_steps": (lambda v: v > 0 or v == -1, "greater than 0 (or -1: train by epochs)"),
+}
+
+
+def value_problems(kind: str, config: dict[str, Any]) -> dict[str, str]:
+    """key -> `key: bad value — expected type/range` for every value LlamaFactory's dataclasses would not take as meant.
+    HfArgumentParser.parse_dict does not check types, so `learning_rate: abc` or `bf16: maybe` would pass it."""
+    known = field_types(kind)
+    problems = {}
+    for key, value in config.items():
+        if key not in known:
+            continue
+        tp, default, owner = known[key]
+        takes = f"LlamaFactory's {owner}.{key} takes {_describe(tp)}"
+        example = f", e.g. {key}: {_yaml(default)}" if default is not None and _accepts(tp, default) else ""
+        if _accepts(tp, value) is False:
+            problems[key] = f"{key}: {_yaml(value)} is not {_describe(tp)} — {takes}{example}"
+            if isinstance(value, str) and _accepts(tp, 0.5):
+                try:
+                    problems[key] = f"{key}: {_yaml(value)} is text, not a number — write {key}: {_yaml(float(value))} without quotes ({takes})"
+                except ValueError:
+                    pass
+        elif key in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            check, words = RANGES[key]
+            if not check(value):
+                problems[key] = f"{key}: {_yaml(value)} is out of range — it must be {words}{example}"
+            elif key == "val_size" and value >= 1 and not float(value).is_integer():
+                problems[key] = f"{key}: {_yaml(value)} is neither a fraction below 1 nor a whole number of rows, e.g. val_size: 0.1"
     return problems
 
 
@@ -66,10 +180,36 @@ def _family_of(model: str, families: dict[str, Any]) -> str | None:
     return None
 
 
+def load_like_llamafactory(path: Path) -> Any:
+    """A recipe file as `llamafactory-cli` reads it (OmegaConf: `1e-4` is a number there, text to PyYAML)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+def as_cli_value(kind: str, key: str, value: Any) -> Any:
+    """A `key=value` override as `llamafactory-cli` would type it (OmegaConf.from_cli), where the declared
+    type does not take text: `learning_rate=1e-4` is a number to LlamaFactory."""
+    tp = field_types(kind).get(key, (None,))[0]
+    if not isinstance(value, str) or tp is None or _accepts(tp, value) is not False:
+        return value
+    from omegaconf import OmegaConf
+
+    try:
+        typed = OmegaConf.to_container(OmegaConf.from_cli([f"v={value}"]))["v"]
+    except Exception:  # not parseable as a CLI value: leave it to the type check
+        return value
+    return typed if _accepts(tp, typed) else value
+
+
 def parse_with_llamafactory(kind: str, config: dict[str, Any]) -> str | None:
     """Run LlamaFactory's HfArgumentParser on the config; return its error message, if any."""
     from transformers import HfArgumentParser
 
+    config = {k: as_cli_value(kind, k, v) for k, v in config.items()}
+    bad = value_problems(kind, config)
+    if bad:
+        return "; ".join(bad.values())
     parser = HfArgumentParser(parser_classes(kind))
     cfg = dict(config)
     if kind == "train":
@@ -85,22 +225,39 @@ def parse_with_llamafactory(kind: str, config: dict[str, Any]) -> str | None:
     return None
 
 
-def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], rank_of: dict[str, int]) -> list[str]:
+def argument_problems(kind: str, config: dict[str, Any]) -> list[str]:
+    """Unknown keys, ill-typed or out-of-range values, then LlamaFactory's own parser on the rest."""
+    problems = unknown_key_problems(kind, config)
+    bad = value_problems(kind, config)
+    problems += bad.values()
+    known = known_keys(kind)
+    error = parse_with_llamafactory(kind, {k: v for k, v in config.items() if k in known and k not in bad})
+    if error:
+        problems.append(f"(LlamaFactory parser) {error}")
+    return problems
+
+
+def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], rank_of: dict[str, int],
+                  profiles: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Every problem of one file; `profiles` (name -> key=value overrides) are checked on top of it as well."""
     rel = path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        return [f"{rel}: cannot be read as YAML: {str(exc).splitlines()[0]}"]
+        config = load_like_llamafactory(path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        return [f"{rel}:{mark.line + 1 if mark else '?'}: not valid YAML ({exc.problem or exc.context}) — fix that line"]
+    except UnicodeDecodeError as exc:
+        return [f"{rel}: not UTF-8 text ({exc.reason} at byte {exc.start}) — save it as UTF-8"]
+    except Exception as exc:  # OSError, omegaconf errors
+        return [f"{rel}: cannot be read as YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
     if not isinstance(config, dict):
         return [f"{rel}: expected a mapping of LlamaFactory keys"]
-    problems = []
     kind = _kind_of(config)
-    known = known_keys(kind)
-    unknown = [k for k in config if k not in known]
-    problems += [f"{rel}: {p}" for p in unknown_key_problems(kind, config)]
-    error = parse_with_llamafactory(kind, {k: v for k, v in config.items() if k not in unknown})
-    if error:
-        problems.append(f"{rel}: (LlamaFactory parser) {error}")
+    shipped = argument_problems(kind, config)
+    problems = [f"{rel}: {p}" for p in shipped]
+    for profile, overrides in (profiles or {}).items():
+        problems += [f"{rel} with the {profile} profile's overrides: {p}"
+                     for p in argument_problems(kind, {**config, **overrides}) if p not in shipped]
     model, template = str(config.get("model_name_or_path", "")), config.get("template")
     family = _family_of(model, matrix["families"])
     if template and family in matrix["families"]:
@@ -121,7 +278,7 @@ def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], 
     stem = path.stem.removesuffix("_vllm")
     if config.get("infer_backend") == "vllm" and stem in rank_of:
         served = config.get("vllm_max_lora_rank", 16)
-        if served < rank_of[stem]:
+        if isinstance(served, int) and served < rank_of[stem]:  # a non-number is reported by the type check
             problems.append(f"{rel}: vllm_max_lora_rank: {served} < lora_rank {rank_of[stem]} of recipes/{stem}.yaml — set it to {rank_of[stem]}")
     return problems
 
@@ -131,12 +288,17 @@ def recipe_files() -> list[Path]:
 
 
 def validate_all(files: list[Path] | None = None) -> list[str]:
+    """Every problem of every recipe file (default: all under recipes/), each profile variant included."""
     matrix = load_matrix()
     registry = load_registry()
-    rank_of = {}
-    for recipe in load_recipes().values():
+    rank_of, profiles_of = {}, {}
+    for name, entry in matrix["recipes"].items():
+        recipe = expand(name, entry, matrix)
         rank_of[recipe.name] = recipe["lora"]["rank"]
+        for stage in recipe.stages:
+            profiles_of[(ROOT / stage.path).resolve()] = {p: profile_overrides(recipe, stage, p, matrix) for p in matrix["profiles"]}
     problems = []
     for path in files or recipe_files():
-        problems += validate_file(path.resolve(), matrix, registry, rank_of)
+        path = path.resolve()
+        problems += validate_file(path, matrix, registry, rank_of, profiles_of.get(path))
     return problems

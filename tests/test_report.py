@@ -1,0 +1,91 @@
+"""The before/after report on the project's own held-out rows, with answers that need no server: the floors sit
+next to base and fine-tuned, a fine-tuned model at a floor is called out first, each section says what it measures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vslm.evaluate import fixed_evaluation, load_eval_rows, taught_rows, training_rows
+from vslm.matrix import get_recipe
+from vslm.report import chart_groups, write_report
+
+RECIPE = get_recipe("telecom_r32")
+
+
+@pytest.fixture(scope="module")
+def sets():
+    rows = load_eval_rows(RECIPE["eval_set"])
+    return {"rows": rows, "taught": taught_rows(rows, RECIPE["datasets"], RECIPE["eval_set"]),
+            "general": load_eval_rows("general_eval", default_measure="general")}
+
+
+def run(tmp_path, sets, answer_of, base_answer=""):
+    """Report with base answering `base_answer` everywhere and fine-tuned answering answer_of(row)."""
+    def pair(rows):
+        return {"base": fixed_evaluation("base", rows, {r["id"]: base_answer for r in rows}),
+                "fine-tuned": fixed_evaluation("fine-tuned", rows, {r["id"]: answer_of(r) for r in rows})}
+
+    results = pair(sets["rows"])
+    results["base"]["summary"]["overall"]["heldout_loss"] = 7.9
+    results["fine-tuned"]["summary"]["overall"]["heldout_loss"] = 7.6
+    files = write_report(tmp_path, title="telecom_r32: base vs fine-tuned", rows=sets["rows"], results=results,
+                         taught=pair(sets["taught"]) if sets["taught"] else None, taught_rows=sets["taught"] or None,
+                         general=pair(sets["general"]), general_rows=sets["general"],
+                         context={"recipe": RECIPE.name, "eval_set": RECIPE["eval_set"], "max_tokens": 96, "system": RECIPE["system"]})
+    return files, files["md"].read_text(encoding="utf-8"), json.loads(files["json"].read_text(encoding="utf-8"))
+
+
+def test_a_fine_tuned_model_that_only_says_the_best_canned_answer_is_called_out_first(tmp_path, sets):
+    canned = run(tmp_path / "probe", sets, lambda r: "")[2]["floors"]["held-out"]["constant"]["chosen"]["reworded"]["answer"]
+    files, md, data = run(tmp_path / "report", sets, lambda r: canned)
+    train_answers = {t["output"] for t in training_rows(RECIPE["datasets"])}
+    assert canned in train_answers, "the constant answer is one of the recipe's training answers"
+    lines = md.splitlines()
+    assert lines[2].startswith("**Floors check — fine-tuned is at or below a floor"), lines[:4]
+    assert any(l.startswith("- **reworded**: key-fact recall ") and "≤ constant" in l for l in lines[3:12])
+    assert data["callouts"] and all("fine-tuned" in c for c in data["callouts"])
+    reworded = md.split("## Reworded questions")[1].split("\n## ")[0]
+    row = next(l for l in reworded.splitlines() if l.startswith("| key-fact recall |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == cells[5], "fine-tuned equals the constant floor it repeats"
+    assert "| hallucination rate (should refuse) |" in md and "## Unanswerable questions" in md
+    assert "## General ability — forgetting check" in md and "«" + canned[:20] in md
+    assert "loss on the held-out reference answers" in md and "unseen references" not in md
+    assert files["png"].stat().st_size > 0
+    for group, summaries in chart_groups(data_sets(data, sets)):
+        assert {"echo", "constant", "base", "fine-tuned"} <= set(summaries), group
+
+
+def data_sets(data, sets):
+    """The report's sets rebuilt from report.json, as plot_bars gets them."""
+    out = {"held-out": {"rows": sets["rows"], "results": data["results"], "floors": data["floors"]["held-out"]},
+           "general": {"rows": sets["general"], "results": data["general"], "floors": data["floors"]["general"]}}
+    if data["taught"]:
+        out["taught"] = {"rows": sets["taught"], "results": data["taught"], "floors": data["floors"]["taught"]}
+    return out
+
+
+def test_reference_answers_clear_every_floor_and_sections_say_what_they_measure(tmp_path, sets):
+    _, md, data = run(tmp_path, sets, lambda r: r["output"])
+    assert md.splitlines()[2].startswith("**Floors check:** fine-tuned is above the echo and constant-answer floors"), md[:500]
+    assert data["callouts"] == []
+    if sets["taught"]:
+        taught = md.split("## Taught questions — injection check")[1].split("\n## ")[0]
+        assert "saw these questions in training" in taught and "never that the model generalises" in taught
+        assert "| key-fact recall | 0.000 | 1.000 |" in taught
+    for heading in ("## What each number measures", "## By category", "## Floors", "## Side by side"):
+        assert heading in md
+    by_category = md.split("## By category")[1].split("\n## ")[0]
+    assert "| – | – |" not in by_category
+
+
+def test_recall_on_unknown_facts_is_reported_when_probe_labels_exist(tmp_path, sets):
+    labelled = [dict(r, known=i % 2 == 0) if r.get("task", "qa") == "qa" else r for i, r in enumerate(sets["rows"])]
+    facts = {r["id"] for r in labelled if r.get("known") is False}
+    _, md, data = run(tmp_path, dict(sets, rows=labelled), lambda r: r["output"] if r["id"] in facts else "")
+    reworded = data["results"]["fine-tuned"]["summary"]["by_measure"]["reworded"]
+    assert reworded["key_fact_recall_unknown"] == 1.0 and reworded["key_fact_recall_known"] == 0.0
+    assert reworded["n_unknown"] == len(facts)
+    assert "| key-fact recall on Unknown facts (the base did not know them: `vslm probe`) | 0.000 | 1.000 |" in md
