@@ -337,7 +337,7 @@ def test_registry_check_lists_every_unreadable_file(tmp_path):
     assert len(problems) == 3, problems
     assert any("blob.jsonl: not a text file" in p for p in problems)
     assert any("short.csv: not UTF-8, and its encoding cannot be told for sure" in p for p in problems)
-    assert any("list.json: row 4 is a str, expected a JSON object" in p for p in problems)
+    assert any("list.json:4: expected a JSON object, got str" in p for p in problems)
     assert read_text(tmp_path / "gbk.jsonl").count("\n") == 3, "the GBK file is read, not reported"
 
 

@@ -13,26 +13,24 @@ from .jsonio import DataError
 from .matrix import RecipeError
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts (--limit, --concurrency, --max-tokens, ...): a whole number of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — give a count of 1 or more") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed — give a count of 1 or more")
-    return value
+def bounded(low: float, high: float | None = None, *, whole: bool = True, give: str = "a count of 1 or more"):
+    """An argparse type for a number in [low, high]; its one-line error says what to give instead."""
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'} — give {give}") from None
+        if not (low <= value < float("inf")) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed — give {give}")
+        return value
+
+    return parse
 
 
-def port_number(text: str) -> int:
-    """argparse type for --port: 1-65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number — give 1-65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number — give 1-65535")
-    return value
+positive_int = bounded(1)  # --limit, --concurrency, --max-tokens, ...
+non_negative_int = bounded(0, give="0 or more")  # --overlap, --paraphrases, --min-len
+port_number = bounded(1, 65535, give="a port number, 1-65535")
+seconds = bounded(0, whole=False, give="0 or more seconds")  # --timeout, --cooldown
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -237,28 +235,6 @@ def cmd_convert(args) -> None:
         print(f"  skipped {err}", file=sys.stderr)
     for path, n in rep.files.items():
         print(f"wrote {path} ({n} rows)")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type for --overlap, --paraphrases, --min-len: a whole number of 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — give 0 or more") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed — give 0 or more")
-    return value
-
-
-def seconds(text: str) -> float:
-    """argparse type for --timeout and --cooldown: a number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed — give 0 or more seconds")
-    return value
 
 
 def cmd_distill(args) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .jsonio import DataError, dumps_jsonl, read_jsonl, read_text, text_lines
+from .jsonio import DataError, dumps_jsonl, json_records, read_jsonl, read_text
 from .paths import DATASET_INFO, ROOT
 from .registry import alpaca_entry, check_clash, check_name, publish
 
@@ -72,30 +72,6 @@ def _clean_row(row: dict[str, Any]) -> int:
             turn[i] = clean_html(text)
             changed += turn[i] != text
     return changed
-
-
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line, record) pairs from .jsonl or a .json list; bad JSON raises DataError with its line."""
-    text = read_text(path)
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-            raise DataError(f"{path}{line}: invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON list of records")
-        for i, item in enumerate(data):
-            yield i + 1, item
-        return
-    for lineno, line in enumerate(text_lines(text), 1):
-        if line.strip():
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
-            except RecursionError:
-                yield lineno, DataError(f"{path}:{lineno}: invalid JSON (nested too deeply)")
 
 
 def _extras(rec: dict[str, Any], used: tuple[str, ...]) -> dict[str, Any]:
@@ -200,7 +176,7 @@ def read_rows(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[str], in
         raise DataError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    records = _csv_rows(path) if fmt == "csv" else ((f"{path}:{line}", rec) for line, rec in _records(path))
+    records = _csv_rows(path) if fmt == "csv" else ((f"{path}:{line}", rec) for line, rec in json_records(path))
     rows, errors, read = [], [], 0
     for where, rec in records:
         read += 1

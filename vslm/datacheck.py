@@ -36,20 +36,33 @@ def prompt(row: dict[str, Any]) -> str:
     return str(row.get("instruction", "")) + str(row.get("input", "") or "")
 
 
-def overlap_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:
-    train_norm = {normalize_prompt(prompt(r)) for r in train_rows}
-    train_grams = [trigrams(t) for t in train_norm]
+def closest_copy(text: str, seen: set[str], seen_grams: list[set[str]]) -> float:
+    """1.0 when the normalised text is one of `seen`, else its best character-trigram Jaccard against them."""
+    norm = normalize_prompt(text)
+    if norm in seen:
+        return 1.0
+    grams = trigrams(norm)
+    return max((jaccard(grams, g) for g in seen_grams), default=0.0)
+
+
+def copy_problems(rows: list[dict[str, Any]], text_of, seen_texts: list[str], threshold: float, label: str,
+                  what: str, of: str, fix: str = "") -> list[str]:
+    """`<label>:<line>: <what> copies a training <of>` (or is a near-copy) for every row too close to a seen text."""
+    seen = {normalize_prompt(t) for t in seen_texts}
+    seen_grams = [trigrams(t) for t in seen]
     problems = []
-    for row in eval_rows:
-        norm = normalize_prompt(prompt(row))
-        if norm in train_norm:
-            problems.append(f"{label}:{row.get('_line')}: held-out prompt copies a training prompt")
-            continue
-        grams = trigrams(norm)
-        best = max((jaccard(grams, g) for g in train_grams), default=0.0)
-        if best >= NEAR_DUPLICATE:
-            problems.append(f"{label}:{row.get('_line')}: held-out prompt is a near-copy of a training prompt (trigram Jaccard {best:.2f})")
+    for row in rows:
+        best = closest_copy(text_of(row), seen, seen_grams)
+        where = f"{label}:{row.get('_line')}: {what}"
+        if best == 1.0:
+            problems.append(f"{where} copies a training {of}{fix}")
+        elif best >= threshold:
+            problems.append(f"{where} is a near-copy of a training {of} (trigram Jaccard {best:.2f}){fix}")
     return problems
+
+
+def overlap_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:
+    return copy_problems(eval_rows, prompt, [prompt(r) for r in train_rows], NEAR_DUPLICATE, label, "held-out prompt", "prompt")
 
 
 def free_text_answers(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]]) -> list[str]:
@@ -65,22 +78,9 @@ def free_text_answers(train_rows: list[dict[str, Any]], eval_rows: list[dict[str
 
 def copied_reference_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:
     """A held-out reference must not be a training answer: ROUGE/BLEU and reference loss would reward reproducing it."""
-    answers = {normalize_prompt(a) for a in free_text_answers(train_rows, eval_rows)}
-    answer_grams = [trigrams(a) for a in answers]
-    problems = []
-    for row in eval_rows:
-        if row.get("task", "qa") in LABEL_TASKS:
-            continue
-        ref = normalize_prompt(str(row.get("output", "")))
-        if ref in answers:
-            problems.append(f"{label}:{row.get('_line')}: reference answer copies a training answer; {REWRITE}")
-            continue
-        grams = trigrams(ref)
-        best = max((jaccard(grams, g) for g in answer_grams), default=0.0)
-        if best >= COPIED_ANSWER:
-            problems.append(f"{label}:{row.get('_line')}: reference answer is a near-copy of a training answer "
-                            f"(trigram Jaccard {best:.2f}); {REWRITE}")
-    return problems
+    written = [r for r in eval_rows if r.get("task", "qa") not in LABEL_TASKS]
+    return copy_problems(written, lambda r: str(r.get("output", "")), free_text_answers(train_rows, eval_rows),
+                         COPIED_ANSWER, label, "reference answer", "answer", f"; {REWRITE}")
 
 
 def generic_fact_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], label: str) -> list[str]:

@@ -97,16 +97,35 @@ def text_lines(text: str) -> Iterator[str]:
     return iter(io.StringIO(text, newline=None))
 
 
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+def json_records(path: Path | str) -> Iterator[tuple[int, Any]]:
+    """(line, record) of a JSON Lines file or of a JSON list (line = item number). A line that is not JSON comes as
+    a DataError naming file:line, so the caller chooses to stop or to skip it; an unreadable list raises."""
     path = Path(path)
-    rows = []
-    for lineno, line in enumerate(text_lines(read_text(path)), 1):
-        if not line.strip():
-            continue
+    text = read_text(path)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise DataError(f"{path}{line}: invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
+        yield from enumerate(data, 1)
+        return
+    for lineno, line in enumerate(text_lines(text), 1):
+        if line.strip():
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
+            except RecursionError:
+                yield lineno, DataError(f"{path}:{lineno}: invalid JSON (nested too deeply)")
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """Every record of a JSON Lines file (or JSON list) as a dict with its `_line`; the first bad one raises."""
+    rows = []
+    for lineno, row in json_records(path):
+        if isinstance(row, DataError):
+            raise row
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         row["_line"] = lineno

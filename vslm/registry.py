@@ -139,22 +139,11 @@ def text_entry(file_rel: str) -> dict[str, Any]:
 def load_rows(file: Path) -> list[dict[str, Any]]:
     """The rows of a registered file (.jsonl, .json list, .csv, .txt), each with its `_line`."""
     suffix = file.suffix.lower()
-    if suffix == ".jsonl":
+    if suffix in (".jsonl", ".json"):
         return read_jsonl(file)
-    if suffix not in (".json", ".csv", ".txt"):
+    if suffix not in (".csv", ".txt"):
         raise DataError(f"{file}: unsupported extension {suffix} (use .jsonl, .json, .csv or .txt)")
     text = read_text(file)
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(data, list):
-            raise DataError(f"{file}: expected a JSON list of rows")
-        for i, row in enumerate(data):
-            if not isinstance(row, dict):
-                raise DataError(f"{file}: row {i + 1} is a {type(row).__name__}, expected a JSON object")
-        return [dict(r, _line=i + 1) for i, r in enumerate(data)]
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         try:
