@@ -131,3 +131,13 @@ def test_every_profile_variant_goes_through_llamafactorys_parser(tmp_path, monke
     assert len(problems) == 1, problems
     assert problems[0].startswith("recipes/finance_rules.yaml with the tiny profile's overrides: (LlamaFactory parser) ValueError: "
                                   "--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation steps")
+
+
+def test_command_line_overrides_are_typed_as_llamafactory_cli_types_them():
+    from vslm.matrix import get_recipe
+    from vslm.train import check_stage_arguments, parse_overrides
+
+    over = parse_overrides(["learning_rate=1e-2", "max_steps=5", "adapter_name_or_path=null", "dataset=a,b", "use_cpu=true"])
+    assert over == {"learning_rate": 0.01, "max_steps": 5, "adapter_name_or_path": None, "dataset": "a,b", "use_cpu": True}
+    recipe = get_recipe("telecom_r32")
+    check_stage_arguments(recipe, recipe.stage("train"), "tiny", parse_overrides(["learning_rate=1e-2"]))  # no error

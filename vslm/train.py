@@ -25,13 +25,16 @@ def llamafactory_cli() -> str:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out = {}
+    """`key=value` overrides typed exactly as `llamafactory-cli` types them (OmegaConf.from_cli): `1e-2` is a number."""
+    from omegaconf import OmegaConf
+
     for item in items:
         if "=" not in item:
             raise RecipeError(f"override `{item}` is not key=value")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value) if value else ""
-    return out
+    try:
+        return OmegaConf.to_container(OmegaConf.from_cli(list(items)))
+    except Exception as exc:  # OmegaConf's grammar errors carry the offending text
+        raise RecipeError(f"overrides {' '.join(items)}: not what llamafactory-cli accepts ({str(exc).splitlines()[0]})") from None
 
 
 def _looks_local(model: str) -> bool:
