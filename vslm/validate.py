@@ -218,6 +218,7 @@ def parse_with_llamafactory(kind: str, config: dict[str, Any]) -> str | None:
         if not torch.cuda.is_available():
             cfg["use_cpu"] = True  # bf16 is valid for the GPU the recipe targets; parse as if on one
         cfg["output_dir"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "vslm-validate")
+        cfg.pop("ddp_backend", None)  # needs the process group torchrun starts; its value was type-checked above
     try:
         parser.parse_dict(cfg, allow_extra_keys=False)
     except Exception as exc:  # LlamaFactory/transformers raise ValueError/TypeError/... from __post_init__
