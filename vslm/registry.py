@@ -114,15 +114,6 @@ def publish(outputs: dict[str, tuple[Path, str, dict[str, Any]]], *, replace: bo
             raise
 
 
-def register(name: str, entry: dict[str, Any], *, replace: bool = False, path: Path = DATASET_INFO) -> None:
-    """Merge one entry whose file already exists."""
-    with registry_lock(path):
-        registry = load_registry(path)
-        check_clash({name: entry}, {}, replace=replace, registry_path=path, registry=registry)
-        registry[name] = entry
-        atomic_write_json(path, registry)
-
-
 def alpaca_entry(file_rel: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     columns = {"prompt": "instruction", "query": "input", "response": "output"}
     if any(r.get("history") for r in rows):
