@@ -167,3 +167,18 @@ def test_ctrl_c_during_eval_keeps_answers_and_says_how_to_resume(scripted, tmp_p
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert len(requests(server)) - before == 20 - done, "the resumed run asks only the unfinished rows"
+
+
+def test_eval_taught_asks_the_held_out_rows_and_their_taught_questions(scripted, tmp_path):
+    from vslm.evaluate import load_eval_rows, taught_rows
+
+    rows = load_eval_rows("telecom_eval", limit=12)
+    taught = taught_rows(rows, ["telecom_train"])
+    server = scripted()
+    out = tmp_path / "base.json"
+    result = vslm("eval", "telecom_r32", "--base-url", server.base_url, "--limit", "12", "--taught", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert set(saved["answers"]) == {r["id"] for r in rows}
+    assert set(saved["taught"]["answers"]) == {r["id"] for r in taught} and taught
+    assert saved["taught"]["sampling"] == saved["sampling"]

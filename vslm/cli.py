@@ -156,20 +156,17 @@ def cmd_eval(args) -> None:
     rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
     out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}.json")
     args.cache_path = out.with_suffix(".cache.jsonl")  # named by main() if the run is interrupted
-    result = evaluate(rows, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
-                      cache_path=out.with_suffix(".cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
-                      concurrency=args.concurrency, structured=args.structured, enable_thinking=recipe["enable_thinking"],
-                      strict_model=not args.any_model, label=args.model, judge=judge_of(args))
+    common = dict(base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
+                  max_tokens=args.max_tokens or recipe["max_new_tokens"], concurrency=args.concurrency,
+                  enable_thinking=recipe["enable_thinking"], strict_model=not args.any_model, judge=judge_of(args))
+    result = evaluate(rows, cache_path=out.with_suffix(".cache.jsonl"), structured=args.structured, label=args.model, **common)
     if args.taught:
         from .evaluate import taught_rows
 
         taught = taught_rows(rows, recipe["datasets"], args.eval_set or recipe["eval_set"])
         if not taught:
             raise DataError(f"--taught: no row of `{args.eval_set or recipe['eval_set']}` has `taught_question` (see datasets/FORMAT.md)")
-        result["taught"] = evaluate(taught, base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
-                                    cache_path=out.with_suffix(".taught.cache.jsonl"), max_tokens=args.max_tokens or recipe["max_new_tokens"],
-                                    concurrency=args.concurrency, enable_thinking=recipe["enable_thinking"],
-                                    strict_model=not args.any_model, label=f"{args.model} taught", judge=judge_of(args))
+        result["taught"] = evaluate(taught, cache_path=out.with_suffix(".taught.cache.jsonl"), label=f"{args.model} taught", **common)
     atomic_write_json(out, result)
     print(json.dumps(result["summary"]["overall"], ensure_ascii=False))
     if args.taught:
