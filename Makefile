@@ -1,7 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   — install (once, with vLLM for CPU where it installs), then the main job: tiny model -> train telecom_r32 -> merge -> serve -> eval -> report
-#   make test   — install (once: .venv, .venv-vllm, Chromium for the browser test), then the test suite (what CI runs)
-.PHONY: install demo test test-fast vllm browser check
+#   make test   — install (once: .venv, .venv-vllm, .venv-gguf with llama.cpp compiled, Chromium, CJK fonts and tesseract for the browser and OCR tests), then the test suite (what CI runs)
+.PHONY: install install-gpu demo test test-fast vllm test-packages gguf check
 
 install:
 	@bash scripts/install.sh
@@ -10,7 +10,7 @@ demo: install
 	@bash scripts/install_vllm.sh || echo "==> vLLM could not be installed here: the demo serves with llamafactory-cli api"
 	.venv/bin/vslm demo
 
-test: install vllm browser
+test: install vllm test-packages gguf
 	.venv/bin/python -m pytest --durations=15
 
 test-fast: install
@@ -19,8 +19,14 @@ test-fast: install
 vllm:
 	@bash scripts/install_vllm.sh
 
-browser:  # headless Chromium + driver + CJK fonts for the LlamaBoard browser test (apt-get; once)
-	@bash scripts/install_browser.sh
+install-gpu: install  # CUDA machine only: flash-attn, liger-kernel, CUDA vLLM (.venv-vllm-cuda), pinned to fit the lock
+	@bash scripts/install_gpu.sh
+
+gguf: install  # llama-cpp-python[server] in .venv-gguf, compiled once (~15 min on 2 cores), + llama.cpp's converter
+	@bash scripts/install_gguf.sh
+
+test-packages:  # apt-get, once: headless Chromium + driver + CJK fonts (browser tests), tesseract + chi_sim (OCR test)
+	@bash scripts/install_test_packages.sh
 
 check: install
 	.venv/bin/vslm check && .venv/bin/vslm validate && .venv/bin/vslm registry

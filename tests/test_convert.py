@@ -122,7 +122,7 @@ def test_malformed_alpaca_rows_are_rejected_with_their_line(tmp_path, registry, 
 
 def test_wrong_role_order_is_rejected(tmp_path, registry):
     rec = {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}
-    with pytest.raises(DataError, match=r"s.jsonl:1: message 1 is 'assistant' but 'user' was expected"):
+    with pytest.raises(DataError, match=r"s.jsonl:1: message 1 is 'assistant' but 'user' or 'observation' was expected"):
         conv.convert(write_jsonl(tmp_path / "s.jsonl", [rec]), "openai", "o", tmp_path / "o", registry_path=registry)
 
 

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -160,3 +161,113 @@ def test_damaged_files_give_rows_or_one_clear_error(source, at, junk):
     outcome, result, _ = run_convert(fmt, suffix, data[:at] + junk + data[at:])
     event(outcome)
     assert outcome == "error" or result
+
+
+# --- convert keeps what LlamaFactory reads: the converted file loads to the same examples as the source ---------
+
+LF_FIXTURES = ROOT / "tests" / "fixtures" / "lf_formats"
+ALIGNED = ("_prompt", "_response", "_system", "_tools", "_images", "_videos", "_audios")
+
+
+def lf_load(dataset_dir: Path, name: str, entry: dict) -> list[dict]:
+    """The rows LlamaFactory 0.9.5's own loader aligns from a registry entry (offline, throw-away cache)."""
+    import os
+    from types import SimpleNamespace
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from llamafactory.data.loader import _load_single_dataset
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.hparams import DataArguments
+
+    with tempfile.TemporaryDirectory() as cache:
+        data_args = DataArguments(dataset_dir=str(dataset_dir), overwrite_cache=True)
+        attr = get_dataset_list([name], {name: entry})[0]
+        dataset = _load_single_dataset(attr, SimpleNamespace(cache_dir=cache, hf_hub_token=None), data_args,
+                                       SimpleNamespace(local_process_index=0, dataloader_num_workers=0))
+        # no tools / no system reach the template the same way whether None or "" (template.py: `if system or tools`)
+        return [{k: (r[k] or "") if k in ("_system", "_tools") else r[k] for k in ALIGNED} for r in dataset.to_list()]
+
+
+def converted(src: Path, fmt: str, tmp: Path) -> tuple[list[dict], dict]:
+    """LlamaFactory's rows of what `convert` wrote, and the entry convert registered."""
+    registry = tmp / "dataset_info.json"
+    convert(src, fmt, "conv", tmp / "out", registry_path=registry)
+    entry = json.loads(registry.read_text(encoding="utf-8"))["conv_train"]
+    return lf_load(tmp, "conv_train", entry), entry
+
+
+def without_openai_system(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "_system"} for r in rows]
+
+
+@pytest.mark.parametrize("name, fmt", [("kto_sharegpt", "openai"), ("glaive_toolcall", "sharegpt"), ("mllm_sharegpt", "openai"),
+                                       ("dpo_sharegpt", "sharegpt"), ("dpo_alpaca", "alpaca"), ("alpaca_json", "alpaca"),
+                                       ("sharegpt_openai_tags", "openai"), ("openai_toolcall", "openai")])
+def test_llamafactory_demo_shapes_convert_to_the_same_examples(tmp_path, name, fmt):
+    entry = json.loads((LF_FIXTURES / "dataset_info.json").read_text(encoding="utf-8"))[name]
+    source = lf_load(LF_FIXTURES, name, entry)
+    ours, written = converted(LF_FIXTURES / entry["file_name"], fmt, tmp_path)
+    if entry.get("formatting") == "openai":  # LlamaFactory's openai converter appends its own system suffix
+        source, ours = without_openai_system(source), without_openai_system(ours)
+    assert ours == source
+    if "kto_tag" in entry["columns"]:
+        assert written["columns"]["kto_tag"] == "label" and sum(r["_response"][0]["content"] == "" for r in ours) == 1
+    assert written.get("ranking", False) == entry.get("ranking", False)
+
+
+TURN_TEXT = st.sampled_from(REAL_TEXT[:60])
+
+
+@st.composite
+def conversations(draw):
+    """A sharegpt record as LlamaFactory's demos have them: optional system, tool calls, images, and one of
+    plain / KTO label / ranking pair, for every row of a file alike."""
+    kind = draw(st.sampled_from(["plain", "kto", "ranking"]))
+    tools = draw(st.booleans())
+    images = draw(st.booleans())
+    rows = []
+    for _ in range(draw(st.integers(1, 4))):
+        turns, n_images = [], 0
+        for _ in range(draw(st.integers(1, 3))):
+            user = draw(TURN_TEXT)
+            if images and draw(st.booleans()):
+                user, n_images = "<image>" + user, n_images + 1
+            turns.append({"from": "human", "value": user})
+            if tools and draw(st.booleans()):
+                call = {"name": "lookup", "arguments": {"q": draw(TURN_TEXT)}}
+                turns += [{"from": "function_call", "value": json.dumps(call, ensure_ascii=False)},
+                          {"from": "observation", "value": json.dumps({"result": draw(TURN_TEXT)}, ensure_ascii=False)}]
+            turns.append({"from": "gpt", "value": draw(TURN_TEXT)})
+        rec: dict = {"conversations": turns}
+        if draw(st.booleans()):
+            rec["system"] = draw(TURN_TEXT)
+        if tools:
+            rec["tools"] = json.dumps([{"name": "lookup", "description": "查询", "parameters": {"type": "object", "properties": {}}}])
+        if images:
+            rec["images"] = [f"imgs/{i}.jpg" for i in range(n_images)]
+        if kind == "kto":
+            rec["label"] = draw(st.booleans())
+        if kind == "ranking":
+            last = turns.pop()
+            rec["chosen"], rec["rejected"] = last, {"from": "gpt", "value": draw(TURN_TEXT) + "（错误）"}
+        rows.append(rec)
+    columns = {"messages": "conversations", **({"system": "system"} if any("system" in r for r in rows) else {}),
+               **({"tools": "tools"} if tools else {}),
+               **({"images": "images"} if images else {}), **({"kto_tag": "label"} if kind == "kto" else {}),
+               **({"chosen": "chosen", "rejected": "rejected"} if kind == "ranking" else {})}
+    return rows, {"file_name": "src.json", "formatting": "sharegpt", "ranking": kind == "ranking", "columns": columns}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations())
+def test_convert_then_llamafactory_gives_the_same_conversations_tools_labels_images(source):
+    rows, entry = source
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "src.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        want = lf_load(tmp, "src", entry)
+        unique = [w for i, w in enumerate(want) if w not in want[:i]]  # convert drops exact duplicates
+        got, written = converted(tmp / "src.json", "sharegpt", tmp)
+    event(f"{written['formatting']}{' ranking' if written.get('ranking') else ''}{' kto' if 'kto_tag' in written['columns'] else ''}")
+    assert got == unique

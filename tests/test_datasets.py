@@ -170,7 +170,8 @@ def test_registry_check_reports_missing_file_and_bad_rows(tmp_path):
     problems = check_registry(info, tmp_path)
     assert any("missing.jsonl, which does not exist" in p for p in problems)
     assert any("ok.jsonl:1: `output` missing or empty" in p for p in problems)
-    assert any("chat.jsonl:1: message 1 has role='assistant', expected 'user'" in p for p in problems)
+    assert any("chat.jsonl:1: turn 1 of `messages` has role='assistant', expected 'user'" in p and "(converter.py)" in p
+               for p in problems)
 
 
 def test_data_sizes_meet_the_dataset_issue():

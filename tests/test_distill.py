@@ -418,7 +418,7 @@ def test_unreadable_documents_are_skipped_and_named_in_the_summary(scripted, tmp
     s = run(scripted(), tmp_path, source=source)
     assert s["documents"] == 2 and s["kept"] > 0
     assert [x.split(":")[0] for x in s["skipped"]] == [str(source / "broken.docx"), str(source / "scanned.pdf")]
-    assert "no text layer (scanned?) — OCR it first" in s["skipped"][1]
+    assert "no text even after OCR (rapidocr)" in s["skipped"][1]
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["skipped"] == s["skipped"]
     monkeypatch.setattr("vslm.convert.DATASET_INFO", tmp_path / "dataset_info.json")
     for name, value in (("BASE_URL", scripted().base_url), ("MODEL", "teacher"), ("API_KEYS", "sk-a")):

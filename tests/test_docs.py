@@ -51,7 +51,7 @@ def test_loaders_for_md_txt_docx_and_pdf(tmp_path):
     writer.add_blank_page(width=200, height=200)
     with open(tmp_path / "scan.pdf", "wb") as handle:
         writer.write(handle)
-    with pytest.raises(DataError, match=r"scan.pdf: the PDF has no text layer"):
+    with pytest.raises(DataError, match=r"scan.pdf: the PDF has no text layer and nothing drawn on its 1 page\(s\)"):
         load_document(tmp_path / "scan.pdf")
 
 
@@ -246,6 +246,7 @@ def test_docx_merged_cells_count_once_and_a_title_alone_is_no_chunk(tmp_path):
 
 
 def test_scanned_and_broken_files_are_reported_and_skipped_in_a_folder(tmp_path):
+    """With --ocr-engine off; OCR itself is in test_ocr.py."""
     pages, _ = typeset_rules()
     text_pdf = make_pdf(tmp_path / "text.pdf", pages[:2])
     folder = tmp_path / "docs"
@@ -256,10 +257,11 @@ def test_scanned_and_broken_files_are_reported_and_skipped_in_a_folder(tmp_path)
     (folder / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
     (folder / "notes.md").write_text(RULES[:300], encoding="utf-8")
 
-    mixed = read_document(folder / "mixed.pdf")
-    assert "第二条 适用范围" in mixed.text
-    assert mixed.notes == [f"{folder / 'mixed.pdf'} page 3 of 3: no text layer (scanned?) — OCR it first; the other pages were used"]
-    docs, skipped = read_documents(folder)
+    mixed = read_document(folder / "mixed.pdf", "off")
+    assert "第二条 适用范围" in mixed.text and mixed.ocr_pages == [] and mixed.ocr_engine is None
+    assert mixed.notes == [f"{folder / 'mixed.pdf'} page 3 of 3: no text layer (scanned?) — OCR it first (leave out --ocr-engine off); "
+                           f"the other pages were used"]
+    docs, skipped = read_documents(folder, "off")
     assert [d.path.name for d in docs] == ["mixed.pdf", "notes.md"]
     assert len(skipped) == 4 and all("\n" not in s for s in skipped)
     assert any(s.startswith(f"{folder / 'broken.pdf'}: cannot read this PDF") for s in skipped), skipped
@@ -267,13 +269,13 @@ def test_scanned_and_broken_files_are_reported_and_skipped_in_a_folder(tmp_path)
     assert any(s.startswith(f"{folder / 'scanned.pdf'}: the PDF has no text layer (scanned?)") for s in skipped), skipped
     for bad in ("broken.pdf", "broken.docx", "scanned.pdf"):
         with pytest.raises(DataError, match=re.escape(str(folder / bad))) as err:
-            read_documents(folder / bad)  # a single file: an error, not a skip
+            read_documents(folder / bad, "off")  # a single file: an error, not a skip
         assert "\n" not in str(err.value)
     empty = tmp_path / "only_bad"
     empty.mkdir()
     (empty / "broken.docx").write_bytes(b"")
     with pytest.raises(DataError, match="no document could be read"):
-        read_documents(empty)
+        read_documents(empty, "off")
 
 
 @pytest.mark.parametrize(("size", "overlap", "message"), [(0, 0, "--size must be at least 1"), (100, -1, "--overlap must be 0 or more"),

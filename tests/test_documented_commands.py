@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from vslm.matrix import RecipeError, Stage, get_recipe, load_matrix, profile_overrides, saves_root
 from vslm.train import check_stage_arguments, effective_config, llamafactory_cli, parse_overrides, preflight, stage_overrides
-from vslm.validate import _kind_of, argument_problems, load_like_llamafactory
+from vslm.validate import _kind_of, argument_problems, gpu_package_problems, load_like_llamafactory
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(ROOT.glob("recipes/*.yaml")) + sorted(ROOT.glob("recipes/families/*.md"))
@@ -125,8 +125,14 @@ def _vslm(request, words: list[str]) -> None:
             over = stage_overrides(recipe, first, args.profile, extra_overrides)
             _check_stage(request, first, over, effective_config(first, over), adapter_may_be_missing=False)
             for stage in later:  # as `vslm train` does: LlamaFactory's parser before the first stage trains
-                _ensure_model(request, effective_config(stage, stage_overrides(recipe, stage, args.profile, extra_overrides))["model_name_or_path"])
-                check_stage_arguments(recipe, stage, args.profile, extra_overrides)
+                config = effective_config(stage, stage_overrides(recipe, stage, args.profile, extra_overrides))
+                _ensure_model(request, config["model_name_or_path"])
+                try:
+                    check_stage_arguments(recipe, stage, args.profile, extra_overrides)
+                except RecipeError as exc:  # a GPU command on this CPU machine: only its absent GPU packages may fail
+                    missing = gpu_package_problems(config)
+                    if not missing or set(str(exc).split(": ", 1)[1].split("; ")) != set(missing):
+                        raise
         if args.command in ("merge", "demo"):
             stage = recipe.stage("merge")
             over = stage_overrides(recipe, stage, args.profile, extra_overrides)

@@ -136,6 +136,31 @@ def test_evaluation_on_a_real_server_computes_metrics_and_resumes(api_server, tm
     assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 6
 
 
+def test_rag_evaluation_on_a_real_server_adds_the_passages_and_counts_their_tokens(api_server, tiny_qwen2, tmp_path):
+    """The demo's RAG step against a real `llamafactory-cli api`: the retrieved passages reach the model (its prompt
+    grows by the passages' tokens under the served tokenizer), every answer is verified, the rows are scored as
+    written. What the tiny model answers is not asserted."""
+    from vslm import rag
+    from vslm.evaluate import evaluate, load_eval_rows
+    from vslm.matrix import get_recipe
+    from vslm.pipeline import token_counter
+
+    rows = load_eval_rows("telecom_eval", limit=6)
+    found, _ = rag.retrieve(rag.Index.build(rag.knowledge_passages(get_recipe("telecom_r32"))), rows, 3)
+    passages = rag.passage_texts(found)
+    count = token_counter(tiny_qwen2)
+    kw = dict(base_url=api_server.base_url, model="telecom-test", system="你是一名中国移动的专业客服。", max_tokens=24,
+              strict_model=False, passages=passages, count_tokens=count)
+    plain = evaluate(rows, cache_path=tmp_path / "plain.jsonl", **kw)
+    with_rag = evaluate(rows, cache_path=tmp_path / "rag.jsonl", template=rag.TEMPLATE, **kw)
+    added = sum(count(rag.passage_block(passages[r["id"]])) for r in rows) / len(rows)
+    assert with_rag["prompt"]["tokens"] - plain["prompt"]["tokens"] >= added
+    for result in (plain, with_rag):
+        assert result["verification"]["n"] == 6 and result["summary"]["overall"]["n"] == 6
+        assert all(0.0 <= s["consistency"] <= 1.0 for s in result["scores"].values())
+        assert result["timing"]["asked"] == 6 and result["timing"]["seconds_per_answer"] > 0
+
+
 def _one_line_error(result) -> str:
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]

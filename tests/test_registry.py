@@ -5,6 +5,7 @@ written files get normal modes, names stay plain, and every file is read in the 
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import stat
@@ -21,7 +22,7 @@ from vslm import convert as conv
 from vslm import paths
 from vslm.docs import build_corpus
 from vslm.jsonio import DataError, decode_text, read_jsonl, read_text
-from vslm.registry import check_name, check_registry
+from vslm.registry import check_entry, check_name, check_registry, lf_attr, unchecked_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"timeout": 5, "backoff": (0.05, 0.2), "cooldown": 0.3}
@@ -356,3 +357,124 @@ def test_corpus_reads_a_gbk_document_and_names_an_unreadable_one(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"note: {docs / 'rules_gbk.txt'} is not UTF-8; read it as gb18030" in err
     assert f"skipped {docs / 'scan.txt'}: not a text file" in err
+
+
+# --- parity with LlamaFactory 0.9.5's own loader --------------------------------------------------------
+
+LF_FIXTURES = ROOT / "tests" / "fixtures" / "lf_formats"
+UNCHECKED = {"hub_hf", "hub_ms", "hub_om", "cloud_s3"}
+
+
+def lf_fixture_registry() -> dict:
+    return json.loads((LF_FIXTURES / "dataset_info.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def llamafactory(tmp_path_factory):
+    """LlamaFactory's loader, processors and Qwen template, offline, with a throw-away datasets cache."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from types import SimpleNamespace
+
+    from llamafactory.data import processor as lf_processor
+    from llamafactory.data.loader import _load_single_dataset
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+
+    from vslm.tokenizer import build_qwen_tokenizer
+
+    data_args = DataArguments(template="qwen", dataset_dir=str(LF_FIXTURES), cutoff_len=4096, overwrite_cache=True)
+    tokenizer = build_qwen_tokenizer("qwen2")
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    model_args = SimpleNamespace(cache_dir=str(tmp_path_factory.mktemp("hf_cache")), hf_hub_token=None, ms_hub_token=None,
+                                 om_hub_token=None)
+    training_args = SimpleNamespace(local_process_index=0, dataloader_num_workers=0, seed=42)
+    processors = {"ranking": lf_processor.PairwiseDatasetProcessor, "kto": lf_processor.FeedbackDatasetProcessor,
+                  "pt": lf_processor.PretrainDatasetProcessor, "sft": lf_processor.SupervisedDatasetProcessor}
+    mm = get_mm_plugin("qwen2_vl", image_token="<|image_pad|>", video_token="<|video_pad|>")
+
+    def verdict(name: str, entry: dict) -> str | None:
+        """None when LlamaFactory loads the entry and its stage keeps every row with an answer to train on, else why."""
+        try:
+            attr = get_dataset_list([name], {name: entry})[0]
+            dataset = _load_single_dataset(attr, model_args, data_args, training_args)
+        except Exception as exc:  # noqa: BLE001 - any failure of LlamaFactory's loader is its verdict
+            return f"loader: {type(exc).__name__}: {exc}"
+        rows = dataset.to_list()
+        stage = "ranking" if attr.ranking else "kto" if attr.kto_tag else "pt" if attr.formatting == "alpaca" and not attr.response else "sft"
+        for row in rows:
+            media = {k: row[f"_{k}"] or [] for k in ("images", "videos", "audios")}
+            if any(media.values()):  # the multimodal plugins' own placeholder count (a text template has no plugin)
+                try:
+                    mm._validate_messages(row["_prompt"] + row["_response"][:1], media["images"], media["videos"], media["audios"])
+                except ValueError as exc:
+                    return f"mm_plugin: {exc}"
+            trained = row["_response"] if stage != "kto" else [m for m in row["_response"] if m["content"]]
+            if stage != "pt" and any(not m["content"].strip() for m in trained + [m for m in row["_prompt"] if m["role"] == "assistant"]):
+                return "empty answer"  # LlamaFactory trains on it; vslm refuses it on purpose (the issue's "empty answers")
+        batch = {k: [r[k] if k not in ("_images", "_videos", "_audios") else None for r in rows] for k in rows[0]}
+        try:
+            out = processors[stage](template=template, tokenizer=tokenizer, processor=None, data_args=data_args).preprocess_dataset(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. the template's tool/function formatters
+            return f"processor: {type(exc).__name__}: {exc}"
+        kept = len(out["input_ids"] if "input_ids" in out else out["chosen_input_ids"])
+        return None if stage == "pt" or kept == len(rows) else f"processor dropped {len(rows) - kept} of {len(rows)} rows"
+
+    return verdict
+
+
+@pytest.mark.parametrize("name", sorted(set(lf_fixture_registry()) - UNCHECKED))
+def test_registry_verdict_equals_llamafactorys_own_loader(llamafactory, name):
+    entry = lf_fixture_registry()[name]
+    ours = check_entry(name, entry, LF_FIXTURES)
+    theirs = llamafactory(name, entry)
+    assert bool(ours) == bool(theirs), f"vslm: {ours or 'ok'} / LlamaFactory: {theirs or 'ok'}"
+    assert name.startswith("bad_") == bool(ours), "the fixture's name says what it is"
+    if ours:
+        assert len(ours) == 1 and "\n" not in ours[0] and ("LlamaFactory" in ours[0] or "does not exist" in ours[0])
+
+
+def test_every_storage_form_and_formatting_has_a_fixture():
+    info = lf_fixture_registry()
+    kinds = {Path(e["file_name"]).suffix or "folder" for e in info.values() if "file_name" in e}
+    assert {".json", ".jsonl", ".csv", ".txt", ".parquet", ".arrow", "folder"} <= kinds
+    assert {"hf_hub_url", "ms_hub_url", "om_hub_url", "cloud_file_name", "script_url"} <= {k for e in info.values() for k in e}
+    assert {e.get("formatting", "alpaca") for e in info.values()} >= {"alpaca", "sharegpt", "openai"}
+    columns = {c for e in info.values() for c in e.get("columns", {})}
+    assert {"kto_tag", "chosen", "rejected", "tools", "images", "system", "history"} <= columns
+
+
+def test_our_column_and_tag_names_are_llamafactorys(llamafactory):
+    from llamafactory.data.parser import get_dataset_list
+
+    for name, entry in lf_fixture_registry().items():
+        attr, ours = get_dataset_list([name], {name: entry})[0], lf_attr(entry)
+        assert {k: getattr(attr, k) for k in ours} == ours, name
+
+
+def test_hub_and_cloud_entries_are_reported_not_checked_offline(capsys, monkeypatch):
+    from vslm import datacheck
+
+    registry = LF_FIXTURES / "dataset_info.json"
+    assert check_registry(registry, LF_FIXTURES) and not any(n in p for p in check_registry(registry, LF_FIXTURES) for n in UNCHECKED)
+    lines = unchecked_entries(registry)
+    assert [line.split("`")[1] for line in lines] == ["hub_hf", "hub_ms", "hub_om", "cloud_s3"]
+    assert "Hugging Face Hub" in lines[0] and "ModelScope" in lines[1] and "S3/GCS" in lines[3]
+    monkeypatch.setattr(datacheck, "check_repository", lambda: [])
+    monkeypatch.setattr(paths, "DATASET_INFO", registry)
+    code, out, err = vslm(capsys, "registry")
+    assert code == 0 and "not checked offline (4)" in out and "`hub_hf`" in out and "every entry's file exists" not in out
+
+
+def test_readme_format_table_rows_are_the_tested_fixtures():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- FORMATS:START -->")[1].split("<!-- FORMATS:END -->")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| format") and "---" not in line]
+    named = {n for line in rows for n in re.findall(r"\(`([a-z_]+)`", line.split(" | ")[0])}
+    named |= {n for line in rows for n in re.findall(r"`([a-z_0-9]+)`", line.split(" | ")[0]) if n in lf_fixture_registry()}
+    info = lf_fixture_registry()
+    assert named <= set(info), f"rows name fixtures that do not exist: {named - set(info)}"
+    assert named == {n for n in info if not n.startswith("bad_")}, "every good fixture has a row and every row a fixture"
+    assert all(len(line.split(" | ")) == 3 for line in rows)

@@ -89,3 +89,54 @@ def test_recall_on_unknown_facts_is_reported_when_probe_labels_exist(tmp_path, s
     assert reworded["key_fact_recall_unknown"] == 1.0 and reworded["key_fact_recall_known"] == 0.0
     assert reworded["n_unknown"] == len(facts)
     assert "| key-fact recall on Unknown facts (the base did not know them: `vslm probe`) | 0.000 | 1.000 |" in md
+
+
+def test_fine_tune_or_retrieve_shows_four_columns_with_floors_hit_rate_and_verification(tmp_path, monkeypatch):
+    """finance_eval answered four ways with answers that need no server: base says nothing, base + RAG answers with
+    the retrieved passages themselves, fine-tuned with the references, fine-tuned + RAG with the references except on
+    the unanswerable rows, where it invents a number — the verifier must catch every one of those."""
+    from vslm import rag
+    from vslm.verify import verification_summary, verify
+
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path / "saves"))
+    recipe = get_recipe("finance_rules")
+    rows = load_eval_rows(recipe["eval_set"])
+    index = rag.load_index(recipe, "tiny")
+    found, ms = rag.retrieve(index, rows, 3)
+    passages = rag.passage_texts(found)
+
+    def run_of(name, answer_of, chars):
+        ev = fixed_evaluation(name, rows, {r["id"]: answer_of(r) for r in rows})
+        checks = verify(rows, ev["answers"], passages)
+        for row_id, check in checks.items():
+            ev["scores"][row_id].update(check)
+        ev.update(verification=verification_summary(rows, ev["scores"]), prompt={"chars": chars, "tokens": None})
+        return ev
+
+    invented = "可以报销，每人每天补助9999元。"
+    results = {"base": run_of("base", lambda r: "", 40.0), "fine-tuned": run_of("fine-tuned", lambda r: r["output"], 40.0)}
+    with_rag = {"base + RAG": run_of("base + RAG", lambda r: "\n".join(passages[r["id"]]), 940.0),
+                "fine-tuned + RAG": run_of("fine-tuned + RAG", lambda r: invented if r["task"] == "refusal" else r["output"], 940.0)}
+    retrieval = rag.retrieval_record(index, rows, found, 3, ms, rag.TEMPLATE)
+    files = write_report(tmp_path / "report", title="finance_rules: base vs fine-tuned", rows=rows, results=results,
+                         rag={"results": with_rag, "retrieval": retrieval},
+                         context={"recipe": recipe.name, "eval_set": recipe["eval_set"], "max_tokens": 96, "system": recipe["system"]})
+    md = files["md"].read_text(encoding="utf-8")
+    section = md.split("## Fine-tune or retrieve?")[1].split("\n## ")[0]
+    header = "| metric | base | base + RAG | fine-tuned | fine-tuned + RAG | echo floor | constant floor |"
+    assert section.count(header) == 3, "reworded, unanswerable and overall"
+    reworded = section.split("**reworded**")[1].split("**unanswerable**")[0]
+    cells = [c.strip() for c in next(l for l in reworded.splitlines() if l.startswith("| key-fact recall |")).strip("|").split("|")]
+    assert cells[1] == "0.000" and cells[3] == cells[4] == "1.000" and 0.85 < float(cells[2]) < 1.0
+    assert float(cells[5]) < 1.0 and float(cells[6]) < 1.0, "the floors sit in the same table"
+    unanswerable = section.split("**unanswerable**")[1].split("**overall**")[0]
+    assert "| hallucination rate (should refuse) | 1.000 | 1.000 | 0.000 | 1.000 |" in unanswerable
+    assert "hit rate (the top-3 passages contain every key fact of the row): 0.856 (101 of 118 QA rows" in section
+    assert "base → base + RAG: prompt 40 → 940 chars per question (+900)" in section
+    verification = md.split("## Answer verification")[1].split("\n## ")[0]
+    line = next(l for l in verification.splitlines() if l.startswith("| fine-tuned + RAG |"))
+    assert "| 10 | 10 | 1.000 |" in line, line
+    assert "Flagged answers of **fine-tuned + RAG**" in verification and "9999元" in verification
+    data = json.loads(files["json"].read_text(encoding="utf-8"))
+    assert set(data["rag"]["results"]) == {"base + RAG", "fine-tuned + RAG"} and data["rag"]["retrieval"]["hit_rate"] == 0.8559
+    assert data["rag"]["results"]["fine-tuned + RAG"]["verification"]["catch_rate"] == 1.0

@@ -122,3 +122,54 @@ def test_unregistered_names_exit_non_zero_with_one_line(capsys):
     assert "does not register `telecom_trian` (did you mean `telecom_train`?), `no_such_set`" in err
     with pytest.raises(DataError, match="no_such_set"):
         dataset_stats(["no_such_set"])
+
+
+LF_FIXTURES = ROOT / "tests" / "fixtures" / "lf_formats"
+
+
+def test_every_storage_form_and_hub_entry_of_llamafactorys_formats():
+    """Every good entry of the LlamaFactory-format fixtures is read (json, jsonl, csv, txt, parquet, arrow, folder,
+    script folder); hub and cloud entries are marked, not a traceback."""
+    info = json.loads((LF_FIXTURES / "dataset_info.json").read_text(encoding="utf-8"))
+    good = [n for n in info if not n.startswith("bad_")]
+    text, problems = dataset_stats(good, "telecom_r32", registry_path=LF_FIXTURES / "dataset_info.json")
+    rows = table(text)
+    assert problems == []
+    for name in ("alpaca_json", "alpaca_csv", "alpaca_parquet", "alpaca_arrow", "alpaca_folder", "corpus_txt", "glaive_toolcall",
+                 "kto_sharegpt", "dpo_sharegpt", "mllm_sharegpt", "openai_toolcall"):
+        assert int(rows[name][0]) > 0 and int(rows[name][1]) > 5, name
+    assert rows["alpaca_parquet"][:5] == rows["alpaca_arrow"][:5], "the same rows as parquet and as arrow"
+    assert rows["alpaca_folder"][0] == "3" and rows["alpaca_csv"][0] == "2"
+    for name in ("hub_hf", "hub_ms", "hub_om", "cloud_s3", "script_folder"):
+        assert " ".join(rows[name][1:4]) == "not checked offline:", name
+    assert "Hugging Face Hub" in " ".join(rows["hub_hf"])
+
+
+def test_sharegpt_and_tool_rows_are_counted_as_llamafactorys_processor_encodes_them():
+    """Lengths equal the input_ids LlamaFactory's supervised processor builds with the qwen template (tools and
+    function_call/observation turns included), not a per-row constant."""
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from vslm.registry import align, lf_attr
+
+    from vslm.tokenizer import build_qwen_tokenizer
+
+    info = json.loads((LF_FIXTURES / "dataset_info.json").read_text(encoding="utf-8"))
+    data_args = DataArguments(template="qwen", default_system="", cutoff_len=100_000)
+    tokenizer = build_qwen_tokenizer("qwen2")
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    for name in ("glaive_toolcall", "sharegpt_openai_tags", "alpaca_json"):
+        entry = info[name]
+        rows = load_rows(LF_FIXTURES / entry["file_name"])
+        lengths, _ = row_lengths(rows, entry)
+        aligned = [align(r, lf_attr(entry)) for r in rows]
+        batch = {"_prompt": [a["prompt"] for a in aligned], "_response": [a["response"] for a in aligned],
+                 "_system": [a["system"] or "" for a in aligned], "_tools": [a["tools"] or "" for a in aligned],
+                 "_images": [None] * len(rows), "_videos": [None] * len(rows), "_audios": [None] * len(rows)}
+        out = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=None, data_args=data_args).preprocess_dataset(batch)
+        assert lengths == [len(ids) for ids in out["input_ids"]], name
+    tools_row = load_rows(LF_FIXTURES / "glaive_toolcall_demo.json")[0]
+    with_tools = row_lengths([tools_row], info["glaive_toolcall"])[0][0]
+    without = row_lengths([{**tools_row, "tools": ""}], info["glaive_toolcall"])[0][0]
+    assert with_tools - without > 50, "the tool descriptions are part of what the model reads"

@@ -143,7 +143,7 @@ def board(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
-        "headless Chromium is missing: run `make browser` (scripts/install_browser.sh; `make test` runs it first)"
+        "headless Chromium is missing: run `make test-packages` (scripts/install_test_packages.sh; `make test` runs it first)"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

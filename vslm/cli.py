@@ -1,5 +1,5 @@
 """`vslm` — one command per arrow of the loop: build-tiny, render, list, check, validate, train, merge,
-serve, eval, probe, demo, registry, convert, distill, stats, webui. Each subcommand's --help says what it reads and writes."""
+serve, eval, probe, demo, review, export-gguf, registry, convert, distill, stats, webui. Each subcommand's --help says what it reads and writes."""
 
 from __future__ import annotations
 
@@ -154,12 +154,27 @@ def cmd_eval(args) -> None:
 
     recipe = get_recipe(args.recipe)
     rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
-    out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}.json")
+    out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}{'-rag' if args.rag else ''}.json")
+    rag_kw, retrieval = {}, None
+    if args.rag or args.verify or args.regenerate_below is not None:  # retrieve from the recipe's knowledge (vslm.rag)
+        from .jsonio import read_text
+        from .rag import TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+
+        if args.rag_template and not args.rag_template.is_file():
+            raise DataError(f"--rag-template {args.rag_template}: file not found (a text file with {{passages}} and {{question}})")
+        template = check_template(read_text(args.rag_template)) if args.rag_template else TEMPLATE
+        index = load_index(recipe)
+        found, ms = retrieve(index, rows, args.rag_k)
+        retrieval = retrieval_record(index, rows, found, args.rag_k, ms, template)
+        rag_kw = dict(passages=passage_texts(found), template=template if args.rag else None,
+                      regenerate_below=args.regenerate_below, verify_threshold=args.verify_threshold)
     args.cache_path = out.with_suffix(".cache.jsonl")  # named by main() if the run is interrupted
     common = dict(base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
                   max_tokens=args.max_tokens or recipe["max_new_tokens"], concurrency=args.concurrency,
                   enable_thinking=recipe["enable_thinking"], strict_model=not args.any_model, judge=judge_of(args))
-    result = evaluate(rows, cache_path=out.with_suffix(".cache.jsonl"), structured=args.structured, label=args.model, **common)
+    result = evaluate(rows, cache_path=out.with_suffix(".cache.jsonl"), structured=args.structured, label=args.model, **common, **rag_kw)
+    if retrieval:
+        result["retrieval"] = retrieval
     if args.taught:
         from .evaluate import taught_rows
 
@@ -169,6 +184,11 @@ def cmd_eval(args) -> None:
         result["taught"] = evaluate(taught, cache_path=out.with_suffix(".taught.cache.jsonl"), label=f"{args.model} taught", **common)
     atomic_write_json(out, result)
     print(json.dumps(result["summary"]["overall"], ensure_ascii=False))
+    if retrieval:
+        v = result["verification"]
+        print(f"retrieval: top-{args.rag_k} hit rate {retrieval['hit_rate']} ({retrieval['hits']} of {retrieval['rows']} rows), "
+              f"{retrieval['ms_per_query']} ms per query; verification: {v['flagged']} of {v['n']} answers flagged below "
+              f"{v['threshold']}, caught {v['caught']} of {v['hallucinations']} hallucinations, {v['regenerated']} regenerated")
     if args.taught:
         print("taught questions (injection check): " + json.dumps(result["taught"]["summary"]["overall"], ensure_ascii=False))
     print(f"wrote {out}")
@@ -202,21 +222,51 @@ def cmd_demo(args) -> None:
          judge=judge_of(args))
 
 
+def cmd_review(args) -> None:
+    from .paths import rel
+    from .review import import_scores, make_sheet
+
+    if args.import_files:
+        target, summary = import_scores(args.import_files, args.key, args.replace)
+        print(f"{len(summary['raters'])} rater(s); mean human score: " + ", ".join(f"{k} {v}" for k, v in summary["mean_score"].items())
+              + "; preferred: " + ", ".join(f"{k} {v}" for k, v in summary["preference_rate"].items()))
+        if summary.get("agreement"):
+            print(f"agreement: Fleiss' kappa on preferences {summary['agreement']['preference_fleiss_kappa']}, "
+                  f"weighted kappa on scores {summary['agreement']['score_weighted_kappa_mean']}")
+        print(f"wrote {rel(target)} (and its section in the report beside it)")
+        return
+    if not args.recipe:
+        raise DataError("vslm review: name a recipe to write a sheet (vslm review <recipe> --n 50), or --import SCORES.json")
+    from .matrix import get_recipe
+
+    sheet, key = make_sheet(get_recipe(args.recipe), n=args.n, seed=args.seed, systems=args.systems, report=args.report,
+                            answers=args.answers, out=args.out, profile=args.profile, replace=args.replace)
+    print(f"wrote {rel(sheet)} (open it in a browser, offline; raters export JSON) and its key {rel(key)} (keep it; raters must not see it)")
+
+
 def cmd_registry(args) -> None:
+    from . import paths
     from .datacheck import check_repository
+    from .registry import unchecked_entries
 
     problems = check_repository()
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
         raise DataError(f"{len(problems)} registry problem(s) (listed above)")
-    print("dataset_info.json: every entry's file exists, parses and matches its columns; every recipe's dataset is registered")
+    unchecked = unchecked_entries(paths.DATASET_INFO)
+    print("dataset_info.json: every local entry's file exists, parses and matches its formatting, columns and tags "
+          "as LlamaFactory 0.9.5 reads them; every recipe's dataset is registered")
+    if unchecked:
+        print(f"not checked offline ({len(unchecked)}):")
+        for line in unchecked:
+            print(f"  {line}")
 
 
 def cmd_corpus(args) -> None:
     from .docs import build_corpus
 
-    n = build_corpus(args.source, args.name, args.out, args.size, args.overlap, args.replace)
+    n = build_corpus(args.source, args.name, args.out, args.size, args.overlap, args.replace, ocr=args.ocr_engine)
     print(f"wrote {n} chunks to {args.out} and registered `{args.name}` (use it in a stage-pt recipe)")
 
 
@@ -242,7 +292,7 @@ def cmd_distill(args) -> None:
                    judge=args.judge, min_len=args.min_len, max_len=args.max_len)
     try:
         summary = distill(args.source, args.name, teacher_from_env(args.base_url, args.model), options=opts,
-                          concurrency=args.concurrency, work_dir=args.work, out_dir=args.out, replace=args.replace,
+                          concurrency=args.concurrency, work_dir=args.work, out_dir=args.out, replace=args.replace, ocr=args.ocr_engine,
                           teacher_kw={"timeout": args.timeout, "attempts": args.attempts, "cooldown": args.cooldown,
                                       "strict_model": not args.any_model})
     except Interrupted as exc:
@@ -279,6 +329,18 @@ def cmd_stats(args) -> None:
         print(p, file=sys.stderr)
     if problems:
         raise DataError(f"{len(problems)} dataset(s) could not be read (listed above)")
+
+
+def cmd_export_gguf(args) -> None:
+    from .gguf import evaluate_quants, export_gguf, parse_quants
+    from .matrix import get_recipe
+
+    recipe, quants = get_recipe(args.recipe), parse_quants(args.quant)
+    if not args.eval_only:
+        export_gguf(recipe, args.profile, quants, replace=args.replace)
+    if args.eval or args.eval_only:
+        evaluate_quants(recipe, args.profile, quants, limit=args.limit, concurrency=args.concurrency, port=args.port,
+                        replace=args.replace)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output JSON (default saves/eval/<recipe>/<model>.json)")
     p.add_argument("--taught", action="store_true", help="also ask the taught questions (the training questions the rows link to "
                    "by taught_question: an injection check, not generalisation); stored under `taught`")
+    g = p.add_argument_group("retrieval baseline (BM25 over the recipe's own documents or training answers; index in saves/<recipe>/rag/)")
+    g.add_argument("--rag", action="store_true", help="put the top-k retrieved passages into the prompt (default out: <model>-rag.json)")
+    g.add_argument("--rag-k", type=positive_int, default=3, help="passages per question (default 3: finance_eval hit rate "
+                   "top-1 62.7%%, top-3 85.6%%, top-5 89.0%%)")
+    g.add_argument("--rag-template", type=Path, help="text file with the prompt, holding {passages} and {question} (default: vslm/rag.py TEMPLATE)")
+    g.add_argument("--verify", action="store_true", help="check every answer's numbers and named facts against the retrieved "
+                   "passages (consistency score, flagged below --verify-threshold); on with --rag")
+    g.add_argument("--verify-threshold", type=bounded(0, 1, whole=False, give="a number from 0 to 1"), default=0.8,
+                   help="consistency below this is flagged (default 0.8)")
+    g.add_argument("--regenerate-below", type=bounded(0, 1, whole=False, give="a number from 0 to 1"),
+                   help="ask an answer scoring below this again, with the passages in the prompt (e.g. 0.8)")
     add_judge_flags(p)
     p.set_defaults(func=cmd_eval)
 
@@ -401,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(for gateways that list only some of the models they serve)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing <name>_train file and registry entry "
                    "(checked before any request)")
+    p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract", "off"], default="rapidocr",
+                   help="read PDF pages that have no text layer (scans) by OCR: rapidocr (default; bundled models, ~5 s/page), "
+                   "tesseract (Debian's tesseract-ocr + tesseract-ocr-chi-sim, ~6x faster, a little less exact) or off")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("corpus", help="chunk documents (PDF/MD/TXT/DOCX) into a {text} JSONL for stage pt and register it")
@@ -410,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=positive_int, default=1000, help="chunk size in characters (default 1000)")
     p.add_argument("--overlap", type=non_negative_int, default=100, help="chunk overlap in characters, less than --size (default 100)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing --out file or registry entry")
+    p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract", "off"], default="rapidocr",
+                   help="read PDF pages that have no text layer (scans) by OCR: rapidocr (default; bundled models, ~5 s/page), "
+                   "tesseract (Debian's tesseract-ocr + tesseract-ocr-chi-sim, ~6x faster, a little less exact) or off")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("stats", help="rows and token lengths (real Qwen tokenizer) per dataset; flags rows over a recipe's cutoff_len")
@@ -424,6 +503,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="open a browser tab")
     p.add_argument("--no-presets", action="store_true", help="do not write the recipe presets into llamaboard_config/")
     p.set_defaults(func=cmd_webui)
+
+    p = sub.add_parser("review", help="blind human review: write an offline HTML sheet of sampled questions with two systems' "
+                       "answers as A/B (1-5 scores + preference, exported as JSON); --import adds the scores to the report")
+    p.add_argument("recipe", nargs="?", help="recipe whose report (or --answers) to sample")
+    p.add_argument("--n", type=positive_int, default=50, help="questions to sample (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and A/B order seed (default 0)")
+    p.add_argument("--profile", choices=["tiny"], help="review the tiny profile's report (saves/tiny/<recipe>/eval/report.json)")
+    p.add_argument("--report", type=Path, help="report.json to take answers from (default: the recipe's demo report)")
+    p.add_argument("--answers", type=Path, nargs=2, metavar=("A.json", "B.json"), help="two `vslm eval` outputs instead of a report")
+    p.add_argument("--systems", nargs=2, metavar=("FIRST", "SECOND"), help="two systems of the report (default: base fine-tuned; "
+                   "also 'base + RAG', 'fine-tuned + RAG')")
+    p.add_argument("--out", type=Path, help="the HTML sheet (default <report dir>/review/<sheet>.html; its key file beside it)")
+    p.add_argument("--import", dest="import_files", type=Path, nargs="+", metavar="SCORES.json",
+                   help="raters' exported scores: add human scores, preference rate and agreement to the report")
+    p.add_argument("--key", type=Path, help="with --import: the sheet's key file (default: the one the sheet names)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing sheet, or replace a rater's imported scores")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("export-gguf", help="convert the merged model to GGUF for llama.cpp/Ollama (f16, q8_0, q4_k_m ...) with an "
+                       "Ollama Modelfile; --eval serves each file and measures the quantization loss on the held-out set")
+    p.add_argument("recipe")
+    p.add_argument("--profile", choices=["tiny"], help="the tiny-profile run (saves/tiny/<recipe>/merged)")
+    p.add_argument("--quant", default="f16,q8_0,q4_k_m", help="comma-separated: f32, f16, bf16, q8_0 (converted), q4_k_m, "
+                   "q5_k_m, q6_k (quantized from f16; need `make gguf`); default f16,q8_0,q4_k_m")
+    p.add_argument("--replace", action="store_true", help="overwrite existing GGUF files, Modelfile and quant_eval results")
+    p.add_argument("--eval", action="store_true", help="then serve each GGUF (llama-cpp-python, 127.0.0.1) and run the "
+                   "held-out evaluation on it; writes gguf/quant_eval.json and quant_eval.md")
+    p.add_argument("--eval-only", action="store_true", help="evaluate already exported files (no conversion)")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N held-out rows")
+    p.add_argument("--concurrency", type=positive_int, default=2, help="requests in flight at once (default 2; the server "
+                   "answers one at a time)")
+    p.add_argument("--port", type=port_number, help="server port (default: a free one)")
+    p.set_defaults(func=cmd_export_gguf)
 
     p = sub.add_parser("registry", help="check dataset_info.json against the files and every recipe's datasets")
     p.set_defaults(func=cmd_registry)

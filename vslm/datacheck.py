@@ -11,7 +11,7 @@ from .jsonio import read_jsonl
 from .matrix import load_recipes
 from .metrics import measure_of
 from .paths import ROOT
-from .registry import check_registry, load_registry
+from .registry import check_registry, load_registry, unchecked_reason
 
 NEAR_DUPLICATE = 0.6  # character-trigram Jaccard at or above this counts as a copy
 COPIED_ANSWER = 0.8  # a reference this close (trigram Jaccard) to a training answer rewards reproducing training
@@ -169,6 +169,11 @@ def check_repository() -> list[str]:
                 problems.append(f"templates/matrix.yaml: recipe `{recipe.name}` uses dataset `{name}`, which dataset_info.json does not register")
     if problems:
         return problems
+    remote = sorted({n for pair in eval_pairs() for n in pair if not isinstance(registry[n].get("file_name"), str)
+                     or unchecked_reason(registry[n]) or "script_url" in registry[n]})
+    if remote:
+        return [f"dataset_info.json: recipe dataset `{n}` is not a local file; the held-out checks (overlap, copied "
+                "references, key facts) need its rows — register a local file_name" for n in remote]
     for eval_name, train_names in sorted(trained_on().items()):
         label = registry[eval_name]["file_name"]
         eval_rows = read_jsonl(ROOT / label)

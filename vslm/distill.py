@@ -11,7 +11,8 @@ does not parse (a question list that is no list) is not cached, so it is asked a
 
 The rule filter keeps an answer only when every number and quantity in it (9999元, 777小时, 30天) is in its chunk
 and it carries at least one chunk fact; every dropped question is listed with its reason in <work>/dropped.jsonl.
-A folder's unreadable files and text-less PDF pages are skipped and listed in the summary.
+A folder's unreadable files and text-less PDF pages are skipped and listed in the summary; scanned PDF pages are
+OCR'd first (--ocr-engine) and the rows cut from them carry ocr_engine and ocr_pages.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from .client import AnswerCache
 from .convert import convert, precheck
-from .docs import check_chunking, chunk_text, read_documents
+from .docs import Document, check_chunking, ocr_provenance, read_documents
 from .jsonio import DataError, atomic_write_json, atomic_write_jsonl
 from .judge import parse_verdict
 from .paths import ROOT
@@ -108,6 +109,7 @@ class Unit:
     chunk_id: int
     heading: str
     text: str
+    ocr: dict[str, Any] = field(default_factory=dict)  # ocr_engine and ocr_pages when its text comes from OCR'd pages
 
     @property
     def where(self) -> str:
@@ -138,14 +140,14 @@ class Interrupted(KeyboardInterrupt):
         self.cache = cache
 
 
-def plan_chunks(source: Path, size: int, overlap: int) -> tuple[list[Path], list[Unit], list[str]]:
+def plan_chunks(source: Path, size: int, overlap: int, ocr: str = "rapidocr") -> tuple[list[Document], list[Unit], list[str]]:
     """(documents read, their chunks, what was skipped and why: unreadable files in a folder, pages without text)."""
-    docs, skipped = read_documents(source)
+    docs, skipped = read_documents(source, ocr)
     units = []
     for doc in docs:
         name = str(doc.path.relative_to(source)) if source.is_dir() else doc.path.name
-        units += [Unit(name, c.index, c.heading, c.text) for c in chunk_text(doc.text, size, overlap)]
-    return [d.path for d in docs], units, skipped
+        units += [Unit(name, c.index, c.heading, c.text, ocr_provenance(doc, c)) for c in doc.chunks(size, overlap)]
+    return docs, units, skipped
 
 
 def question_count(length: int, size: int, per_chunk: int) -> int:
@@ -394,7 +396,7 @@ def _rows(records: list[QA], model: str) -> list[dict[str, Any]]:
         if qa.status != "kept":
             continue
         base = {"input": "", "output": qa.answer, "source": qa.unit.source, "chunk_id": qa.unit.chunk_id, "teacher": model,
-                "fact": f"{qa.unit.where}-q{qa.index}", **({"judge_score": qa.score} if qa.score is not None else {})}
+                "fact": f"{qa.unit.where}-q{qa.index}", **({"judge_score": qa.score} if qa.score is not None else {}), **qa.unit.ocr}
         rows.append({"instruction": qa.question, **base})
         rows += [{"instruction": p, **base, "paraphrase_of": qa.question} for p in qa.paraphrases]
     return rows
@@ -420,13 +422,13 @@ async def _distill(units: list[Unit], teacher_cfg: TeacherConfig, cache_path: Pa
 
 def distill(source: Path, name: str, teacher: TeacherConfig, *, options: Options | None = None, concurrency: int = 8,
             work_dir: Path | None = None, out_dir: Path | None = None, registry_path: Path | None = None,
-            replace: bool = False, teacher_kw: dict[str, Any] | None = None) -> dict[str, Any]:
+            replace: bool = False, teacher_kw: dict[str, Any] | None = None, ocr: str = "rapidocr") -> dict[str, Any]:
     """Run the whole distillation; returns the summary (also written to <work>/summary.json)."""
     opts = options or Options()
     precheck(name, out_dir, replace=replace, registry_path=registry_path, rerun_teacher=teacher.model)  # before any request
     cache = (work_dir or ROOT / "saves" / "distill") / "cache.jsonl"  # keys hash chunk/question/model, not the name
     work_dir = work_dir or ROOT / "saves" / "distill" / name
-    docs, units, skipped = plan_chunks(Path(source), opts.size, opts.overlap)
+    docs, units, skipped = plan_chunks(Path(source), opts.size, opts.overlap, ocr)
     try:
         run, client = asyncio.run(_distill(units, teacher, cache, opts, concurrency, teacher_kw or {}))
     except KeyboardInterrupt:
@@ -449,7 +451,7 @@ def distill(source: Path, name: str, teacher: TeacherConfig, *, options: Options
         "paraphrase_failures": run.paraphrase_failures, "rows": len(rows),
         "requests": {"sent": client.sent, "from_cache": run.cached}, "keys": client.pool.stats(),
         "teacher": teacher.model, "distilled": str(distilled), "dataset": {}, "errors": run.errors[:20],
-        "skipped": skipped, "dropped": {"file": str(work_dir / "dropped.jsonl"), "count": len(dropped),
+        "skipped": skipped, "ocr": [d.ocr_note for d in docs if d.ocr_note], "dropped": {"file": str(work_dir / "dropped.jsonl"), "count": len(dropped),
                                         "first": [dropped_line(d) for d in dropped[:20]]},
     }
     if rows:
@@ -484,6 +486,8 @@ def summary_line(s: dict[str, Any]) -> str:
     failed = ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "none"
     chunk_failed = sum(s["chunk_failures"].values())
     skipped = f" ({len(s['skipped'])} file(s)/page(s) skipped, listed below)" if s.get("skipped") else ""
+    if s.get("ocr"):
+        skipped += f" ({len(s['ocr'])} with pages read by OCR: {'; '.join(s['ocr'])})"
     return (f"{s['documents']} document(s){skipped}, {s['chunks']} chunks ({chunk_failed} without questions), {s['questions']} questions: "
             f"kept {s['kept']}, filtered {sum(s['filtered'].values())} ({filtered}), failed {sum(s['failed'].values())} ({failed}); "
             f"{s['rows']} rows with {s['paraphrases']} paraphrases; requests sent {s['requests']['sent']}, "

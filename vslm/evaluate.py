@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .client import ask_all, prompt_of
+from .client import AnswerCache, ask_all, prompt_of
 from .jsonio import DataError, read_jsonl, strip_meta
 from .judge import JudgeSpec, judge_answers
 from .metrics import MEASURES, aggregate, measure_of, row_headline, score_row
@@ -175,17 +176,51 @@ def floor_results(rows: list[dict[str, Any]], training_answers: list[str] | None
 
 def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: str | None, cache_path: Path,
              max_tokens: int, concurrency: int = 8, structured: bool = False, enable_thinking: bool | None = None,
-             strict_model: bool = True, label: str = "", judge: JudgeSpec | None = None) -> dict[str, Any]:
+             strict_model: bool = True, label: str = "", judge: JudgeSpec | None = None,
+             passages: dict[str, list[str]] | None = None, template: str | None = None,
+             regenerate_below: float | None = None, verify_threshold: float | None = None,
+             count_tokens: Callable[[str], int] | None = None) -> dict[str, Any]:
+    """Ask, score and summarise. With `passages` ({row id: retrieved texts}) every answer is also verified against
+    them (vslm.verify: consistency score, flagged below `verify_threshold`); with `template` too, the passages go
+    into the prompt (retrieval-augmented answers, vslm.rag); `regenerate_below` asks a flagged answer again with the
+    passages in the prompt (rag.REGENERATE_TEMPLATE: only what they say, else say so) and keeps the second answer
+    (the first stays under `first_answers`). Rows are scored as written, whatever the prompt was."""
+    from .rag import REGENERATE_TEMPLATE, with_passages
+    from .verify import THRESHOLD, verification_summary, verify
+
     extra: dict[str, Any] = {}
     if enable_thinking is False:
         extra["chat_template_kwargs"] = {"enable_thinking": False}
-    per_row = [
-        {"structured_outputs": {"choice": row["labels"]}} if structured and row.get("task") == "classification" else None
-        for row in rows
-    ]
-    answers = ask_all(base_url, model, rows, system=system, cache_path=cache_path, max_tokens=max_tokens,
-                      concurrency=concurrency, extra_body=extra, per_row_extra=per_row, strict_model=strict_model, label=label)
+    if (template or regenerate_below is not None) and passages is None:
+        raise DataError("retrieval-augmented prompts or regeneration need the retrieved passages (vslm.rag)")
+    threshold = THRESHOLD if verify_threshold is None else verify_threshold
+
+    def ask(todo: list[dict[str, Any]], cache: Path, prompt: str | None) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        asked = with_passages(todo, passages, prompt) if prompt else todo
+        per_row = [{"structured_outputs": {"choice": row["labels"]}} if structured and row.get("task") == "classification" else None
+                   for row in todo]
+        return ask_all(base_url, model, asked, system=system, cache_path=cache, max_tokens=max_tokens, concurrency=concurrency,
+                       extra_body=extra, per_row_extra=per_row, strict_model=strict_model, label=label), asked
+
+    before = len(AnswerCache(cache_path).done)
+    started = time.perf_counter()
+    answers, asked = ask(rows, cache_path, template)
+    seconds = time.perf_counter() - started
+    new = len(AnswerCache(cache_path).done) - before
+    checks = verify(rows, answers, passages, threshold) if passages is not None else {}
+    first: dict[str, str] = {}
+    if regenerate_below is not None:
+        low = [r for r in rows if checks[r["id"]]["consistency"] < regenerate_below]
+        if low:
+            again, _ = ask(low, cache_path.with_name(cache_path.stem + ".regenerated.jsonl"), REGENERATE_TEMPLATE)
+            first = {r["id"]: answers[r["id"]] for r in low}
+            answers = {**answers, **again}
+            checks.update(verify(low, answers, passages, threshold))
+            for row_id in first:
+                checks[row_id]["regenerated"] = True
     scores = [score_row(row, answers[row["id"]]) for row in rows]
+    for row, score in zip(rows, scores):
+        score.update(checks.get(row["id"], {}))
     if judge:
         verdicts = judge_answers(rows, answers, judge, cache_path.with_name(cache_path.stem + ".judge.jsonl"), label or model)
         for row, score in zip(rows, scores):
@@ -194,13 +229,27 @@ def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: s
         off = [r["id"] for r, s in zip(rows, scores) if r.get("task") == "classification" and s["predicted"] is None]
         if off:
             raise DataError(f"structured choice was on, yet {len(off)} answers are not labels (first: {off[0]})")
-    return {
+    prompts = [prompt_of(r) for r in asked]
+    by_id = {r["id"]: s for r, s in zip(rows, scores)}
+    out = {
         "model": model,
         "endpoint": base_url,
         "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, **({"structured_choice": True} if structured else {})},
         **({"judge": judge.record()} if judge else {}),
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "answers": {r["id"]: answers[r["id"]] for r in rows},
-        "scores": {r["id"]: s for r, s in zip(rows, scores)},
+        "scores": by_id,
         "summary": aggregate(rows, scores),
+        # wall-clock of the answers asked in this run (cached answers cost nothing); prompt size per question
+        "timing": {"seconds": round(seconds, 2), "asked": new, "seconds_per_answer": round(seconds / new, 3) if new else None},
+        "prompt": {"chars": round(sum(map(len, prompts)) / max(1, len(prompts)), 1),
+                   "tokens": round(sum(map(count_tokens, prompts)) / max(1, len(prompts)), 1) if count_tokens else None},
     }
+    if template:
+        out["rag"] = {"template": template}
+    if passages is not None:
+        out["verification"] = {**verification_summary(rows, by_id, threshold), "regenerated": len(first),
+                               **({"regenerate_below": regenerate_below} if regenerate_below is not None else {})}
+    if first:
+        out["first_answers"] = first
+    return out

@@ -23,10 +23,13 @@ def _step(n: int, total: int, text: str) -> None:
 
 def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, backend: str = "auto", port: int | None = None,
                        limit: int | None = None, concurrency: int = 8, general_set: str | None = None,
-                       judge: JudgeSpec | None = None) -> dict[str, Any]:
+                       judge: JudgeSpec | None = None, rag: bool = False, rag_k: int | None = None,
+                       rag_template: str | None = None, regenerate_below: float | None = None) -> dict[str, Any]:
     """Evaluate base and fine-tuned on the recipe's held-out set, its taught set (the training questions behind it, an
     injection check) and the general set; returns {"results", "taught", "general", "backend", "rows", "taught_rows",
-    "general_rows", "base_model", "merged_dir", "fine_tuned"}."""
+    "general_rows", "base_model", "merged_dir", "fine_tuned", "rag"}. With `rag`, on the held-out set only (to keep the
+    run short): top-k passages are retrieved from the recipe's knowledge (vslm.rag), every answer is verified against
+    them (vslm.verify), and both models answer again with the passages in the prompt ("base + RAG", "fine-tuned + RAG")."""
     matrix = load_matrix()
     infer = recipe.stage("infer")
     infer_overrides = profile_overrides(recipe, infer, profile, matrix, saves_root())
@@ -41,6 +44,19 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
         sets["general"] = load_eval_rows(general_set, limit, default_measure="general")
     common = dict(system=recipe["system"], max_tokens=recipe["max_new_tokens"] if not profile else 96,
                   concurrency=concurrency, enable_thinking=recipe["enable_thinking"], judge=judge)
+    retrieval, extra = None, {name: {} for name in sets}
+    if rag:
+        from .rag import DEFAULT_K, TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+
+        rag_k, rag_template = rag_k or DEFAULT_K, check_template(rag_template or TEMPLATE)
+        index = load_index(recipe, profile)
+        found, ms = retrieve(index, sets["eval"], rag_k)
+        retrieval = retrieval_record(index, sets["eval"], found, rag_k, ms, rag_template)
+        # every held-out answer is verified against the passages; the "+ RAG" runs also see them
+        extra["eval"] = dict(passages=passage_texts(found), regenerate_below=regenerate_below,
+                             count_tokens=token_counter(ROOT / base_model))
+    rag_runs = {"eval": rag_template} if rag else {}
+    results_rag: dict[str, dict] = {}
     python = vllm_python() if backend in ("auto", "vllm") else None
     if backend == "vllm" and python is None:
         raise SystemExit("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU), or use --backend llamafactory")
@@ -54,7 +70,11 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
             for set_name, rows in sets.items():
                 for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
                     results[set_name][label] = evaluate(rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
-                                                        structured=True, label=f"{set_name}/{label}", **common)
+                                                        structured=True, label=f"{set_name}/{label}", **common, **extra[set_name])
+                    if set_name in rag_runs:
+                        results_rag[f"{label} + RAG"] = evaluate(
+                            rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
+                            structured=True, label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **common, **extra[set_name])
         used = "vllm"
     else:
         variants = (("base", [f"model_name_or_path={base_model}", "adapter_name_or_path=null"]),
@@ -64,11 +84,26 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
             with server:
                 for set_name, rows in sets.items():
                     results[set_name][label] = evaluate(rows, base_url=server.base_url, model=server.name, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
-                                                        strict_model=False, label=f"{set_name}/{label}", **common)
+                                                        strict_model=False, label=f"{set_name}/{label}", **common, **extra[set_name])
+                    if set_name in rag_runs:
+                        results_rag[f"{label} + RAG"] = evaluate(
+                            rows, base_url=server.base_url, model=server.name, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
+                            strict_model=False, label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **common, **extra[set_name])
         used = "llamafactory-api"
     return {"results": results["eval"], "taught": results.get("taught"), "general": results.get("general"), "backend": used,
             "rows": sets["eval"], "taught_rows": sets.get("taught"), "general_rows": sets.get("general"),
-            "base_model": base_model, "merged_dir": merged_dir, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir}
+            "base_model": base_model, "merged_dir": merged_dir, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir,
+            "rag": {"results": results_rag, "retrieval": retrieval} if rag else None}
+
+
+def token_counter(model_dir: Path):
+    """len(tokens) of a text under the served model's tokenizer, or None when the model is not a local folder."""
+    if not (model_dir / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: Path) -> float:
@@ -122,8 +157,10 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     merge(recipe, profile)
     lap("merge", t0)
     t0 = time.monotonic()
-    _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out, taught and general sets")
-    ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval", judge=judge)
+    _step(4, 5, "serve base and fine-tuned on 127.0.0.1 and evaluate greedily on the held-out, taught and general sets; "
+          "held-out again with retrieved passages (RAG), every held-out answer verified against them")
+    ev = serve_and_evaluate(recipe, profile, out_dir, backend=backend, port=port, limit=limit, general_set="general_eval", judge=judge,
+                            rag=True)
     lap("serve_and_eval", t0)
     _step(5, 5, "loss on the held-out reference answers (LlamaFactory eval loop) and the before/after report with floors")
     t0 = time.monotonic()
@@ -140,11 +177,14 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
                "timings_s": timings}
     files = write_report(out_dir, title=f"{recipe.name} ({profile} profile): base vs fine-tuned", rows=ev["rows"],
                          results=ev["results"], general=ev["general"], general_rows=ev["general_rows"], taught=ev["taught"],
-                         taught_rows=ev["taught_rows"], context=context, trainer_log=adapter_dir / "trainer_log.jsonl")
+                         taught_rows=ev["taught_rows"], context=context, trainer_log=adapter_dir / "trainer_log.jsonl", rag=ev["rag"])
     timings["total"] = round(time.monotonic() - started, 1)
     overall = {k: v["summary"]["overall"] for k, v in ev["results"].items()}
     print(f"\nloss on the held-out reference answers: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "
           f"key-fact recall: base {overall['base']['key_fact_recall']} -> fine-tuned {overall['fine-tuned']['key_fact_recall']}")
+    four = {**ev["results"], **ev["rag"]["results"]}
+    print("key-fact recall, held-out: " + ", ".join(f"{name} {res['summary']['overall']['key_fact_recall']}" for name, res in four.items())
+          + f"; retrieval hit rate {ev['rag']['retrieval']['hit_rate']} (top-{ev['rag']['retrieval']['k']})")
     shortfalls = json.loads(files["json"].read_text(encoding="utf-8"))["callouts"]
     print(f"floors check: fine-tuned is at or below a floor on {len(shortfalls)} number(s)" + (" (listed first in the report)" if shortfalls else ""))
     print(f"report: {rel(files['md'])}  (also report.json, report.png, loss.png)  total {timings['total']}s")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .jsonio import atomic_write_json, atomic_write_text
+from .metrics import measure_of
 
 METRICS = [("heldout_loss", "loss on the held-out reference answers (nats/token, teacher-forced; lower is better)"),
            ("accuracy", "accuracy (all key facts / right label / right refusal or correction)"), ("key_fact_recall", "key-fact recall"),
@@ -213,14 +214,99 @@ def callout_lines(found: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def four_columns(summaries: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
+    """| metric | <names...> | echo floor | constant floor |, rows with a value only."""
+    lines = [f"| metric | {' | '.join(names)} | echo floor | constant floor |", "|" + " --- |" * (len(names) + 3)]
+    for key, label in METRICS:
+        values = [summaries.get(n, {}).get(key) for n in names]
+        if all(v is None for v in values):
+            continue
+        floors = [_fmt(summaries[f].get(key)) if f in summaries else "–" for f, _ in FLOORS]
+        lines.append(f"| {label} | {' | '.join(_fmt(v) for v in values)} | {' | '.join(floors)} |")
+    return lines
+
+
+def rag_lines(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]], rag: dict[str, Any] | None,
+              floors: dict[str, dict[str, Any]]) -> list[str]:
+    """The fine-tune-or-retrieve section: base, base + RAG, fine-tuned, fine-tuned + RAG on the same rows, with the
+    floors, the retrieval hit rate and what retrieval adds per answer."""
+    if not rag:
+        return []
+    every = {**results, **rag["results"]}
+    names = [n for pair in zip(results, rag["results"]) for n in pair]
+    ret = rag["retrieval"]
+    lines = ["## Fine-tune or retrieve?", "",
+             f"The same held-out rows answered four ways: each model as is, and with the top-{ret['k']} passages retrieved from "
+             f"the recipe's own knowledge put into the prompt ({ret['knowledge']}; BM25 over {ret['tokens']}, {ret['passages']} passages). "
+             "Same metrics, same floors. Retrieval wins where its column beats the fine-tuned one; fine-tuning earns its cost "
+             "only where fine-tuned beats base + RAG.", ""]
+    for measure in dict.fromkeys(measure_of(r) for r in rows):
+        summaries = {n: res["summary"]["by_measure"][measure] for n, res in {**every, **floors}.items()
+                     if measure in res["summary"]["by_measure"]}
+        lines += [f"**{measure}**", "", *four_columns(summaries, names), ""]
+    lines += ["**overall**", "", *four_columns({n: res["summary"]["overall"] for n, res in {**every, **floors}.items()}, names), ""]
+    hit = "–" if ret.get("hit_rate") is None else f"{ret['hit_rate']:.3f} ({ret['hits']} of {ret['rows']} QA rows with key facts)"
+    lines += [f"- Retrieval hit rate (the top-{ret['k']} passages contain every key fact of the row): {hit}; "
+              f"{ret['ms_per_query']} ms per query; index `{ret['index']}`."]
+    for plain, with_rag in zip(results, rag["results"]):
+        a, b = results[plain], rag["results"][with_rag]
+        unit = "tokens" if a.get("prompt", {}).get("tokens") is not None and b.get("prompt", {}).get("tokens") is not None else "chars"
+        pa, pb = (a.get("prompt") or {}).get(unit), (b.get("prompt") or {}).get(unit)
+        ta, tb = (a.get("timing") or {}).get("seconds_per_answer"), (b.get("timing") or {}).get("seconds_per_answer")
+        size = f"prompt {pa:.0f} → {pb:.0f} {unit} per question (+{pb - pa:.0f})" if pa is not None and pb is not None else "prompt size –"
+        wall = (f"{ta:.3f} → {tb:.3f} s per answer (+{tb - ta:.3f}, wall clock with {a.get('timing', {}).get('asked')} and "
+                f"{b.get('timing', {}).get('asked')} answers asked)" if ta is not None and tb is not None else
+                "time per answer – (answers came from the cache)")
+        lines.append(f"- {plain} → {with_rag}: {size}; {wall}.")
+    return lines + [""]
+
+
+def verification_lines(rows: list[dict[str, Any]], evaluations: dict[str, dict[str, Any]], shown: int = 8) -> list[str]:
+    """The verification table (one line per evaluation that was verified) and the flagged answers."""
+    verified = {n: e for n, e in evaluations.items() if e.get("verification")}
+    if not verified:
+        return []
+    first = next(iter(verified.values()))["verification"]
+    lines = ["## Answer verification", "",
+             f"Each answer checked against the passages retrieved for its question (vslm/verify.py): the share of its numbers "
+             f"and named facts (quoted names, codes) the passages or the question contain; an answer with neither is judged by "
+             f"its wording; a refusal scores 1. Flagged below {first['threshold']}. Catch rate = the share of hallucinations "
+             "(unanswerable rows answered anyway) that were flagged; false alarms = fully correct answers flagged.", "",
+             "| system | mean consistency | flagged | hallucinations | caught | catch rate | correct answers | false alarms | regenerated |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in verified.items():
+        v = e["verification"]
+        lines.append(f"| {name} | {_fmt(v['mean_consistency'])} | {v['flagged']} of {v['n']} | {v['hallucinations']} | {v['caught']} | "
+                     f"{_fmt(v['catch_rate'])} | {v['correct_answers']} | {v['false_alarms']} | {v.get('regenerated', 0)} |")
+    lines.append("")
+    questions = {r["id"]: r for r in rows}
+    for name, e in verified.items():
+        flagged = sorted(e["verification"]["flagged_ids"], key=lambda i: e["scores"][i]["consistency"])
+        if not flagged:
+            continue
+        lines += [f"Flagged answers of **{name}** ({len(flagged)}; the {min(shown, len(flagged))} least consistent here, all in report.json):", ""]
+        for row_id in flagged[:shown]:
+            s = e["scores"][row_id]
+            what = ", ".join(s.get("unsupported") or []) or f"{s.get('basis')} basis"
+            lines.append(f"- `{row_id}` ({_fmt(s['consistency'])}; not in the passages: {_cell(what, 120)}) "
+                         f"{_cell(questions[row_id]['instruction'] + (' ' + questions[row_id]['input'] if questions[row_id].get('input') else ''), 80)} → "
+                         f"{_cell(e['answers'][row_id], 160) or '(empty)'}")
+        lines.append("")
+    return lines
+
+
 def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]],
                  context: dict[str, Any], trainer_log: Path | None = None, examples: int = 4,
                  general: dict[str, dict[str, Any]] | None = None, general_rows: list[dict[str, Any]] | None = None,
                  taught: dict[str, dict[str, Any]] | None = None, taught_rows: list[dict[str, Any]] | None = None,
-                 training_answers: list[str] | None = None) -> dict[str, Path]:
+                 training_answers: list[str] | None = None, rag: dict[str, Any] | None = None) -> dict[str, Path]:
     """results: {"base": evaluation, "fine-tuned": evaluation} on the held-out rows; general / taught: the same
     shape on the general set (forgetting) and the taught set (injection check), with their rows. The floors use
-    `training_answers`, else the training answers of context["recipe"]; without either only the echo floor is drawn."""
+    `training_answers`, else the training answers of context["recipe"]; without either only the echo floor is drawn.
+    rag: {"results": {"base + RAG": evaluation, "fine-tuned + RAG": evaluation} on the same held-out rows,
+    "retrieval": vslm.rag.retrieval_record} adds the fine-tune-or-retrieve table; evaluations that carry a
+    `verification` (vslm.verify) add the verification table. A human_review.json beside the report (`vslm review
+    --import`) adds the human scores."""
     from .evaluate import floor_results, training_rows
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +365,12 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
         lines += ["The loss row is LlamaFactory's teacher-forced loss on the held-out *reference answers*; those references may be "
                   "close to training answers, so a lower loss shows the model absorbed the training answers' wording, not that it "
                   "answers unseen questions correctly.", ""]
+    lines += rag_lines(rows, results, rag, main_floors) + verification_lines(rows, {**results, **(rag or {}).get("results", {})})
+    human = out_dir / "human_review.json"
+    if human.is_file():
+        from .review import human_review_lines
+
+        lines += human_review_lines(json.loads(human.read_text(encoding="utf-8")))
     lines += ["## By category", "", f"| category | n | metric | {before} | {after} | Δ | echo floor | constant floor |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cat, summ in sa["by_category"].items():
@@ -329,6 +421,7 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
     lines[first:first] = [" ".join(images), ""]
     atomic_write_text(files["md"], "\n".join(lines) + "\n")
     atomic_write_json(files["json"], {"title": title, "context": context, "callouts": [f["text"] for f in flagged], "trivial_floors": trivial, "results": results,
-                                      "general": general, "taught": taught, "taught_rows": taught_rows,
+                                      "general": general, "taught": taught, "taught_rows": taught_rows, "rag": rag,
+                                      "human_review": json.loads(human.read_text(encoding="utf-8")) if human.is_file() else None,
                                       "floors": {name: entry.get("floors", {}) for name, entry in sets.items()}})
     return files

@@ -151,3 +151,11 @@ def vllm_server(python: str, base_model: str, adapters: dict[str, str], max_lora
         cmd += [f"{name}={path}" for name, path in adapters.items()]
     env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     return Server("vllm", cmd, port, log_path, env)
+
+
+def llama_cpp_server(python: str, gguf: Path, port: int, log_path: Path, alias: str, n_ctx: int = 2048) -> Server:
+    """llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`, .venv-gguf) for one GGUF file; the
+    chat template is the one stored in the file."""
+    cmd = [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias, "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(os.cpu_count() or 1)]
+    return Server("llama-cpp-python", cmd, port, log_path)

@@ -17,7 +17,7 @@ from typing import Any
 from .jsonio import DataError
 from .matrix import get_recipe, load_recipes
 from .paths import DATASET_INFO
-from .registry import load_registry, load_rows
+from .registry import RowProblem, align, entry_rows, lf_attr, load_registry, stage_of, unchecked_reason
 
 MARKUP = 5  # <|im_start|> role \n ... <|im_end|> \n
 
@@ -27,32 +27,6 @@ def nearest_rank(sorted_values: list[int], percent: float) -> int:
     return sorted_values[max(1, math.ceil(percent / 100 * len(sorted_values))) - 1]
 
 
-def _s(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def pieces(row: dict[str, Any], entry: dict[str, Any]) -> tuple[list[str], int, bool]:
-    """The texts a row becomes, the template's tokens around them, and whether the recipe's system prompt is added."""
-    cols = entry.get("columns") or {}
-    system = [_s(row.get(cols["system"]))] if cols.get("system") and row.get(cols["system"]) else []
-    if entry.get("formatting") in ("sharegpt", "openai"):
-        tags = entry.get("tags") or {}
-        msgs = row.get(cols.get("messages", "conversations"))
-        msgs = [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
-        texts = system + [_s(m.get(tags.get("content_tag", "value"))) for m in msgs]
-        own_system = bool(system) or any(m.get(tags.get("role_tag", "from")) == tags.get("system_tag", "system") for m in msgs)
-        return texts, MARKUP * len(texts), not own_system
-    if entry.get("columns") is not None and "response" not in cols:  # {"prompt": "text"}: stage pt reads the text as is
-        return [_s(row.get(cols.get("prompt", "text")))], 1, False
-    prompt, query = _s(row.get(cols.get("prompt", "instruction"))), _s(row.get(cols.get("query", "input")))
-    texts = list(system)
-    history = row.get(cols.get("history", "history"))
-    for turn in history if isinstance(history, list) else []:
-        texts += [_s(t) for t in turn] if isinstance(turn, list) else [_s(turn)]
-    texts += [prompt + ("\n" + query if query else ""), _s(row.get(cols.get("response", "output")))]
-    return texts, MARKUP * len(texts), not system
-
-
 @lru_cache(maxsize=1)
 def _tokenizer():
     from .tokenizer import build_qwen_tokenizer
@@ -60,19 +34,51 @@ def _tokenizer():
     return build_qwen_tokenizer("qwen2")
 
 
+@lru_cache(maxsize=1)
+def _template():
+    """LlamaFactory's own `qwen` template on the Qwen tokenizer, without a default system prompt (the recipe's is
+    added per recipe, for the cutoff check)."""
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+
+    template = get_template_and_fix_tokenizer(_tokenizer(), DataArguments(template="qwen"))
+    template.default_system = ""
+    return template
+
+
 def token_counts(texts: list[str]) -> list[int]:
     return [len(ids) for ids in _tokenizer()(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
 
+def _encoded(messages: list[dict[str, str]], system: str, tools: str) -> int:
+    pairs = _template().encode_multiturn(_tokenizer(), messages, system, tools)
+    return sum(len(a) + len(b) for a, b in pairs)
+
+
+def row_length(row: dict[str, Any], attr: dict[str, Any]) -> tuple[int, bool]:
+    """A row's tokens as LlamaFactory's template encodes it (system, tools, every turn; ranking: the longer answer;
+    KTO: the labelled answer), and whether the recipe's system prompt still comes on top. A row LlamaFactory would
+    skip counts 0 (`vslm registry` names it)."""
+    try:
+        example = align(row, attr)
+    except RowProblem:
+        return 0, False
+    if stage_of(attr) == "pt":  # stage pt reads the text as is, plus the end-of-text token
+        return token_counts([example["prompt"][0]["content"] or ""])[0] + 1, False
+    system = example["system"] if isinstance(example["system"], str) else ""
+    tools = example["tools"] if isinstance(example["tools"], str) else ""
+    answers = [m for m in example["response"] if isinstance(m.get("content"), str) and m["content"]] or example["response"][:1]
+    prompt = [m for m in example["prompt"] if isinstance(m.get("content"), str)]
+    if len(prompt) % 2 != 1 or not answers:
+        return 0, False
+    return max(_encoded(prompt + [answer], system, tools) for answer in answers), not system
+
+
 def row_lengths(rows: list[dict[str, Any]], entry: dict[str, Any]) -> tuple[list[int], list[bool]]:
     """Each row's tokens as the model sees it, and whether the recipe's system prompt still comes on top."""
-    parts = [pieces(r, entry) for r in rows]
-    counts = token_counts([t for texts, _, _ in parts for t in texts])
-    lengths, pos = [], 0
-    for texts, markup, _ in parts:
-        lengths.append(sum(counts[pos:pos + len(texts)]) + markup)
-        pos += len(texts)
-    return lengths, [add for _, _, add in parts]
+    attr = lf_attr(entry)
+    out = [row_length(r, attr) for r in rows]
+    return [n for n, _ in out], [add for _, add in out]
 
 
 def _check_names(names: list[str], registry: dict[str, Any], registry_path: Path) -> None:
@@ -96,14 +102,18 @@ def dataset_stats(names: list[str] | None = None, recipe_name: str | None = None
     problems: list[str] = []
     for name in names:
         entry = registry[name]
-        if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
-            lines.append(f"{name:28} {'-':>6}  (hub or script dataset: not read offline)")
+        if not isinstance(entry, dict):
+            problems.append(f"{registry_path.name}: entry `{name}` must be an object")
             continue
         try:
-            rows = load_rows(registry_path.parent / entry["file_name"])
+            rows = entry_rows(entry, registry_path.parent)
         except DataError as exc:
             problems.append(str(exc))
             lines.append(f"{name:28} {'-':>6}  unreadable (see below)")
+            continue
+        if rows is None:
+            why = unchecked_reason(entry) or f"script_url {entry.get('script_url')!r} is loaded by datasets.load_dataset"
+            lines.append(f"{name:28} {'-':>6}  not checked offline: {why}")
             continue
         if not rows:
             lines.append(f"{name:28} {0:>6} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  no rows")

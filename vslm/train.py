@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,8 +44,51 @@ def _looks_local(model: str) -> bool:
 
 
 def stage_overrides(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """The key=value overrides a stage runs with: its profile's, then the caller's."""
-    return {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+    """The key=value overrides a stage runs with: its profile's, then the caller's (see zero3_without_use_cpu)."""
+    overrides = {**profile_overrides(recipe, stage, profile, load_matrix(), saves_root()), **(extra or {})}
+    return zero3_without_use_cpu(stage, overrides, extra or {})
+
+
+def launched_processes() -> int:
+    """How many processes `llamafactory-cli train` starts: its launcher uses torchrun with NNODES x NPROC_PER_NODE
+    when FORCE_TORCHRUN is set or more than one device is visible, else one process."""
+    from llamafactory.extras.misc import get_device_count, is_env_enabled
+
+    devices = get_device_count()
+    if not (is_env_enabled("FORCE_TORCHRUN") or devices > 1):
+        return 1
+    counts = {"NNODES": os.getenv("NNODES", "1"), "NPROC_PER_NODE": os.getenv("NPROC_PER_NODE", str(devices))}
+    for name, value in counts.items():
+        if not value.strip().isdigit():
+            raise RecipeError(f"{name}={value} is not a whole number of nodes/processes — set e.g. {name}=2")
+    return max(1, int(counts["NNODES"]) * int(counts["NPROC_PER_NODE"]))
+
+
+_NOTED: set[str] = set()
+
+
+def zero3_without_use_cpu(stage: Stage, overrides: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """ZeRO-3 over several processes fails with use_cpu=true ("train_batch_size ... 8 != 4 * 1 * 1": transformers then
+    starts the process group the CPU way and DeepSpeed counts one process). A profile's use_cpu is dropped, with a
+    note (without a GPU training stays on the CPU, in fp32); one given by the caller or the recipe fails here."""
+    config = effective_config(stage, overrides)
+    if config.get("use_cpu") is not True or not isinstance(config.get("deepspeed"), str):
+        return overrides
+    try:
+        zero_stage = json.loads((ROOT / config["deepspeed"]).read_text(encoding="utf-8"))["zero_optimization"]["stage"]
+    except (OSError, ValueError, KeyError, TypeError):  # an unreadable config is `vslm validate`'s to report
+        return overrides
+    if zero_stage != 3 or (processes := launched_processes()) < 2:
+        return overrides
+    why = (f"ZeRO-3 ({config['deepspeed']}) over {processes} processes fails with use_cpu=true (transformers then starts "
+           f"the process group the CPU way and DeepSpeed counts one process)")
+    if "use_cpu" in extra or "use_cpu" not in overrides:
+        raise RecipeError(f"{stage.path}: use_cpu: {why} — remove use_cpu=true; without a GPU training runs on the CPU anyway (fp32)")
+    note = f"note: dropped the profile's use_cpu=true: {why}; without a GPU training still runs on the CPU, in fp32"
+    if note not in _NOTED:
+        _NOTED.add(note)
+        print(note, flush=True)
+    return {k: v for k, v in overrides.items() if k != "use_cpu"}
 
 
 def effective_config(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -99,9 +144,10 @@ def check_stage_arguments(recipe: Recipe, stage: Stage, profile: str | None, ext
     """A training stage's effective arguments (recipe file + overrides) through LlamaFactory's argument types and
     parser before anything runs, so a bad override (`learning_rate=abc`, a clash in a later stage) fails in seconds
     with one line instead of inside llamafactory-cli or after an earlier stage's training."""
-    from .validate import argument_problems
+    from .validate import argument_problems, gpu_package_problems
 
-    problems = argument_problems("train", effective_config(stage, stage_overrides(recipe, stage, profile, extra)))
+    config = effective_config(stage, stage_overrides(recipe, stage, profile, extra))
+    problems = argument_problems("train", config) + gpu_package_problems(config)
     if problems:
         raise RecipeError(f"{stage.path} (with its overrides): {'; '.join(problems)}")
 

@@ -232,6 +232,12 @@ def argument_problems(kind: str, config: dict[str, Any]) -> list[str]:
     bad = value_problems(kind, config)
     problems += bad.values()
     known = known_keys(kind)
+    if kind == "train" and isinstance(config.get("deepspeed"), str) and "deepspeed" not in bad:
+        training = {k: as_cli_value(kind, k, config[k]) for k in DS_TRAINING_KEYS if k in config and k not in bad}
+        ds_problems = deepspeed_config_problems(ROOT / config["deepspeed"], training)
+        problems += [f"deepspeed: {p}" for p in ds_problems]
+        if ds_problems:  # the parser would only fail on the same file again
+            bad["deepspeed"] = ds_problems[0]
     error = parse_with_llamafactory(kind, {k: v for k, v in config.items() if k in known and k not in bad})
     if error:
         problems.append(f"(LlamaFactory parser) {error}")
@@ -289,7 +295,8 @@ def recipe_files() -> list[Path]:
 
 
 def validate_all(files: list[Path] | None = None) -> list[str]:
-    """Every problem of every recipe file (default: all under recipes/), each profile variant included."""
+    """Every problem of every recipe file (default: all under recipes/, DeepSpeed JSON configs included), each profile
+    variant included."""
     matrix = load_matrix()
     registry = load_registry()
     rank_of, profiles_of = {}, {}
@@ -299,7 +306,186 @@ def validate_all(files: list[Path] | None = None) -> list[str]:
         for stage in recipe.stages:
             profiles_of[(ROOT / stage.path).resolve()] = {p: profile_overrides(recipe, stage, p, matrix) for p in matrix["profiles"]}
     problems = []
-    for path in files or recipe_files():
+    for path in files or [*recipe_files(), *deepspeed_files()]:
         path = path.resolve()
-        problems += validate_file(path, matrix, registry, rank_of, profiles_of.get(path))
+        if path.suffix == ".json":
+            problems += deepspeed_config_problems(path)
+        else:
+            problems += validate_file(path, matrix, registry, rank_of, profiles_of.get(path))
+    return problems
+
+
+# --- DeepSpeed configs (recipes/deepspeed/*.json) ------------------------------------------------------------------
+
+DS_STAGE_IN_NAME = re.compile(r"(?:^|[_-])z(?:ero)?[_-]?([0-3])(?:[_-]|$)")
+# pydantic config class -> the top-level key it parses, so an error names the key a user writes
+DS_SECTIONS = {"DeepSpeedZeroConfig": "zero_optimization", "DeepSpeedFP16Config": "fp16", "DeepSpeedBF16Config": "bf16",
+               "DeepSpeedZeroOffloadParamConfig": "zero_optimization.offload_param",
+               "DeepSpeedZeroOffloadOptimizerConfig": "zero_optimization.offload_optimizer"}
+
+
+# TrainingArguments a DeepSpeed "auto" value is filled from (and a fixed value must agree with)
+DS_TRAINING_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "max_grad_norm",
+                    "weight_decay", "bf16", "fp16")
+
+
+def deepspeed_files() -> list[Path]:
+    return sorted((ROOT / "recipes" / "deepspeed").glob("*.json"))
+
+
+def expected_zero_stage(path: Path) -> int | None:
+    """The ZeRO stage a config's file name promises (ds_z2.json -> 2), None when the name does not say."""
+    match = DS_STAGE_IN_NAME.search(path.stem.lower())
+    return int(match.group(1)) if match else None
+
+
+class _RecordingDict(dict):
+    """A dict that remembers which keys were looked up: the top-level keys DeepSpeed's parser reads."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def get(self, key, *default):
+        self.asked.add(key)
+        return super().get(key, *default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+@functools.cache
+def _quiet_deepspeed() -> None:
+    """DeepSpeed logs its accelerator detection and config to stdout at INFO; a check prints only its verdict."""
+    import logging
+
+    logging.getLogger("DeepSpeed").addFilter(lambda record: record.levelno >= logging.ERROR)
+
+
+@functools.cache
+def _deepspeed_keys_known() -> frozenset[str]:
+    """The top-level keys DeepSpeedConfig looks up when it parses a config, plus DeepSpeed's named key constants."""
+    import deepspeed.runtime.constants as constants
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    recorded = _RecordingDict({"train_batch_size": 1, "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1})
+    DeepSpeedConfig(recorded)
+    named = {v for k, v in vars(constants).items() if k.isupper() and isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9_]*", v)}
+    return frozenset(recorded.asked | named | {"zero_optimization", "activation_checkpointing", "flops_profiler", "aio", "autotuning", "nebula"})
+
+
+def _section_fields(title: str) -> set[str]:
+    """Field names and aliases of DeepSpeed's pydantic config class `title` (empty when it is not one we know)."""
+    from deepspeed.runtime.zero import config, offload_config
+
+    cls = getattr(config, title, None) or getattr(offload_config, title, None)
+    fields = getattr(cls, "model_fields", {})
+    return {*fields, *(f.alias for f in fields.values() if f.alias)}
+
+
+def _deepspeed_error(rel: Any, exc: Exception) -> str:
+    import pydantic
+
+    if isinstance(exc, pydantic.ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        key = ".".join([DS_SECTIONS.get(exc.title, exc.title), *map(str, err["loc"])])
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(err["loc"][-1]), _section_fields(exc.title), n=1, cutoff=0.6)
+            fix = f"did you mean `{close[0]}`?" if close else "remove it or fix its spelling"
+            return f"{rel}: {key}: not a DeepSpeed key here (DeepSpeed rejects it) — {fix}"
+        return f"{rel}: {key}: {err['input']!r} rejected by DeepSpeed ({err['msg']}) — fix that value"
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines())
+    return f"{rel}: rejected by the HF/DeepSpeed integration: {text[:300] or type(exc).__name__}"
+
+
+def deepspeed_config_problems(path: Path, training: dict[str, Any] | None = None,
+                              expected_stage: int | None = None) -> list[str]:
+    """Every problem of a DeepSpeed JSON config, checked offline the way the HF Trainer loads it: TrainingArguments
+    (the recipe's `training` arguments, if given: then a fixed value that contradicts them is a problem too) fills
+    the "auto" values, trainer_config_finalize completes them, DeepSpeedConfig parses the result. DeepSpeed ignores
+    unknown keys (a misspelled `zero_optimization` key inside means stage 0), so the ZeRO stage is asserted against
+    `expected_stage` (default: the one the file name says, ds_z3.json -> 3) and misspelled top-level keys are named."""
+    import json
+    import tempfile
+
+    rel = path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return [f"{rel}:{exc.lineno}: not valid JSON ({exc.msg}) — fix that line"]
+    except UnicodeDecodeError as exc:
+        return [f"{rel}: not UTF-8 text ({exc.reason} at byte {exc.start}) — save it as UTF-8"]
+    except OSError as exc:
+        return [f"{rel}: cannot be read ({exc.strerror or exc}) — check the deepspeed= path"]
+    if not isinstance(raw, dict):
+        return [f"{rel}: expected a JSON object of DeepSpeed keys"]
+    if expected_stage is None:
+        expected_stage = expected_zero_stage(path)
+
+    _quiet_deepspeed()
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers import TrainingArguments
+
+    problems, known = [], _deepspeed_keys_known()
+    for key in (k for k in raw if k not in known and not str(k).startswith("_")):
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        if close:
+            problems.append(f"{rel}: {key}: not a DeepSpeed key, DeepSpeed ignores it — did you mean `{close[0]}`?")
+    if "zero_optimization" not in raw:  # accelerate refuses such a config; a misspelling is named above
+        if not any("did you mean `zero_optimization`" in p for p in problems):
+            problems.append(f"{rel}: zero_optimization: missing — add \"zero_optimization\": {{\"stage\": {expected_stage if expected_stage is not None else 2}}}")
+        return problems
+    args = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, **(training or {})}
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            targs = TrainingArguments(output_dir=out, deepspeed=json.loads(json.dumps(raw)), use_cpu=True, report_to="none", **args)
+            hf_config = targs.hf_deepspeed_config
+            if training is None:
+                hf_config.mismatches.clear()  # no recipe to compare fixed values with
+            model = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=256))  # fills the hidden-size "auto"s
+            hf_config.trainer_config_finalize(targs, model, num_training_steps=100)
+            parsed = DeepSpeedConfig(hf_config.config)
+    except Exception as exc:  # ValueError/pydantic.ValidationError/AssertionError from transformers, accelerate, DeepSpeed
+        return problems + [_deepspeed_error(rel, exc)]
+    stage = int(parsed.zero_optimization_stage)
+    if expected_stage is not None and stage != expected_stage:  # a stage DeepSpeed defaulted (0) included
+        problems.append(f"{rel}: zero_optimization.stage: DeepSpeed reads ZeRO stage {stage}, the file name says "
+                        f"{expected_stage} — set \"stage\": {expected_stage}")
+    return problems
+
+
+# --- GPU packages the recipes' switches need (`make install-gpu`) --------------------------------------------------
+
+# switch -> (is it on?, the distribution it imports). Pinned versions: scripts/install_gpu.sh.
+GPU_SWITCHES: dict[str, tuple[Any, str]] = {
+    "flash_attn": (lambda v: v == "fa2", "flash-attn"),
+    "enable_liger_kernel": (lambda v: v is True, "liger-kernel"),
+    "deepspeed": (lambda v: bool(v), "deepspeed"),
+}
+
+
+def _installed(distribution: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def gpu_package_problems(config: dict[str, Any], installed=_installed) -> list[str]:
+    """`key: value needs package — install` for every switch that is on while the package it needs is absent
+    (LlamaFactory would fail inside the run, or, for flash_attn: fa2, quietly fall back to another attention)."""
+    problems = []
+    for key, (is_on, package) in GPU_SWITCHES.items():
+        if key in config and is_on(config[key]) and not installed(package):
+            value = config[key] if isinstance(config[key], str) else _yaml(config[key])
+            problems.append(f"{key}: {value} needs the `{package}` package, which is not installed "
+                            f"— run `make install-gpu` (a CUDA machine) or turn the switch off (the tiny profile does)")
     return problems
