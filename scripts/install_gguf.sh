@@ -2,7 +2,8 @@
 # GGUF export and serving (vslm export-gguf): llama-cpp-python[server] in its own virtualenv (.venv-gguf), compiled
 # once from the pinned sdist with -DGGML_NATIVE=OFF (a native build on CPUs with AMX segfaults on the first evaluation
 # of a quantized model), plus llama.cpp's converter tree from the same sdist (convert_hf_to_gguf.py with its own
-# gguf-py, run with .venv's torch/transformers). Idempotent: returns at once when the stamp matches.
+# gguf-py, run with .venv's torch/transformers). Its dependencies and server extras are pinned by requirements-gguf.lock.
+# Idempotent: returns at once when the stamp (version, build flag, the lock's hash) matches.
 # First time: the wheel build takes ~15 min on 2 cores; the wheel is cached in $VSLM_CACHE/wheels and reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ SDIST="$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz"
 TREE="$CACHE/llama.cpp-$VERSION"
 WHEELS="$CACHE/wheels/llama-cpp-python-$VERSION-native-off"
 stamp="$VENV/.vslm-install"
-want="llama-cpp-python[server]==$VERSION GGML_NATIVE=OFF"
+LOCK=requirements-gguf.lock
+want="llama-cpp-python[server]==$VERSION GGML_NATIVE=OFF $(sha256sum "$LOCK" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$TREE/convert_hf_to_gguf.py" ]; then
   echo "==> $VENV is up to date ($want; converter in $TREE)"
   exit 0
@@ -45,7 +47,7 @@ if [ -z "$wheel" ]; then
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-echo "==> installing $(basename "$wheel")[server] into $VENV"
-pip_ "$VENV/bin/pip" install "$wheel[server]"
+echo "==> installing $(basename "$wheel")[server] into $VENV, its dependencies pinned by $LOCK"
+pip_ "$VENV/bin/pip" install -r "$LOCK" "$wheel[server]"
 "$VENV/bin/python" -c "import llama_cpp, llama_cpp.server.app; print('==> llama-cpp-python', llama_cpp.__version__, 'in $VENV')"
 echo "$want" > "$stamp"

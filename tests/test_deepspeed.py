@@ -109,10 +109,34 @@ def test_a_fixed_value_that_contradicts_the_recipe_fails_before_training(tmp_pat
 
 # --- ZeRO-3 with the tiny profile's use_cpu ------------------------------------------------------------------------
 
-def test_zero3_over_several_processes_drops_the_profiles_use_cpu(monkeypatch, capsys):
+def test_zero3_over_several_cpu_processes_is_refused_in_preflight(tmp_path, monkeypatch):
+    """Measured here: ZeRO-3 over 2 CPU processes started from wrong weights on some runs (first losses 8.72, 9.75 vs
+    DDP's 7.70), so without a GPU it stops before anything runs; one process, or ZeRO-2, goes on."""
+    from vslm import train
+    from vslm.matrix import RecipeError, get_recipe
+
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
+    monkeypatch.setenv("FORCE_TORCHRUN", "1")
+    assert train.accelerator_count() == 0, "this test describes a CPU-only machine"
+    recipe = get_recipe("telecom_r32")
+    stage = recipe.stage("train")
+    z3, z2 = {"deepspeed": "recipes/deepspeed/ds_z3.json"}, {"deepspeed": "recipes/deepspeed/ds_z2.json"}
+    monkeypatch.setenv("NPROC_PER_NODE", "1")
+    assert train.stage_overrides(recipe, stage, "tiny", z3)["use_cpu"] is True, "one process: nothing to refuse"
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    assert train.stage_overrides(recipe, stage, "tiny", z2)["use_cpu"] is True, "ZeRO-2 works on CPU"
+    with pytest.raises(RecipeError) as err:
+        train.train(recipe, "tiny", z3)
+    assert str(err.value) == ("recipes/telecom_r32.yaml: deepspeed: ZeRO-3 (recipes/deepspeed/ds_z3.json) over 2 CPU processes "
+                              + train.ZERO3_ON_CPU)
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_zero3_over_several_gpus_drops_the_profiles_use_cpu(monkeypatch, capsys):
     from vslm import train
     from vslm.matrix import get_recipe
 
+    monkeypatch.setattr(train, "accelerator_count", lambda: 2)
     recipe = get_recipe("telecom_r32")
     stage = recipe.stage("train")
     z3, z2 = {"deepspeed": "recipes/deepspeed/ds_z3.json"}, {"deepspeed": "recipes/deepspeed/ds_z2.json"}
@@ -128,15 +152,16 @@ def test_zero3_over_several_processes_drops_the_profiles_use_cpu(monkeypatch, ca
     assert "use_cpu" not in train.stage_overrides(recipe, stage, "tiny", z3), "two nodes of one process are two processes"
 
 
-def test_zero3_with_an_explicit_use_cpu_fails_in_preflight(tmp_path, monkeypatch):
+def test_zero3_on_gpus_with_an_explicit_use_cpu_fails_in_preflight(tmp_path, monkeypatch):
+    from vslm import train
     from vslm.matrix import RecipeError, get_recipe
-    from vslm.train import train
 
+    monkeypatch.setattr(train, "accelerator_count", lambda: 2)
     monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     monkeypatch.setenv("NPROC_PER_NODE", "2")
     with pytest.raises(RecipeError) as err:
-        train(get_recipe("telecom_r32"), "tiny", {"use_cpu": True, "deepspeed": "recipes/deepspeed/ds_z3.json"})
+        train.train(get_recipe("telecom_r32"), "tiny", {"use_cpu": True, "deepspeed": "recipes/deepspeed/ds_z3.json"})
     assert str(err.value) == (
         "recipes/telecom_r32.yaml: use_cpu: ZeRO-3 (recipes/deepspeed/ds_z3.json) over 2 processes fails with "
         "use_cpu=true (transformers then starts the process group the CPU way and DeepSpeed counts one process) — remove "
@@ -236,12 +261,11 @@ def test_zero2_over_two_processes_matches_ddp(ddp, tmp_path):
 
 
 @pytest.mark.slow
-def test_zero3_as_two_nodes_on_localhost_matches_ddp(ddp, tmp_path):
-    """The README's multi-node line (NNODES=2, NODE_RANK=0/1, MASTER_ADDR/PORT) with ZeRO-3, both "nodes" here; the
-    tiny profile's use_cpu is dropped with a note (it would break ZeRO-3 over 2 processes)."""
+def test_zero2_as_two_nodes_on_localhost_matches_ddp(ddp, tmp_path):
+    """The README's multi-node line (NNODES=2, NODE_RANK=0/1, MASTER_ADDR/PORT), both "nodes" on this machine."""
     from vslm.serve import free_port
 
-    cmd = [*VSLM, "train", "telecom_r32", "--profile", "tiny", *STEPS, "deepspeed=recipes/deepspeed/ds_z3.json"]
+    cmd = [*VSLM, "train", "telecom_r32", "--profile", "tiny", *STEPS, "deepspeed=recipes/deepspeed/ds_z2.json"]
     node = dict(FORCE_TORCHRUN="1", NNODES="2", NPROC_PER_NODE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     log = (tmp_path / "node1.log").open("w")
     second = subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path, NODE_RANK="1", **node), stdout=log, stderr=subprocess.STDOUT)
@@ -253,12 +277,10 @@ def test_zero3_as_two_nodes_on_localhost_matches_ddp(ddp, tmp_path):
             second.kill()
         log.close()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "note: dropped the profile's use_cpu=true: ZeRO-3 (recipes/deepspeed/ds_z3.json) over 2 processes" in first.stdout
     adapter = tmp_path / "tiny" / "telecom_r32" / "adapter"
     shards = adapter / "checkpoint-5" / "global_step5"
     assert {p.name for p in shards.iterdir()} >= {
-        f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")}
+        "mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"}
     reference, _ = ddp
     assert _losses(adapter) == pytest.approx(_losses(reference), rel=1e-4)
-    # measured 7.2e-6 (fp32 partitioned reductions sum in another order; weights reach 0.065 after 5 steps of lr 2e-3)
-    assert _max_diff(_weights(adapter), _weights(reference)) <= 5e-5
+    assert _max_diff(_weights(adapter), _weights(reference)) <= 1e-5

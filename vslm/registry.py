@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from filelock import FileLock, Timeout
 
 from .jsonio import DataError, atomic_write_bytes, atomic_write_json, read_jsonl, read_text, text_lines
-from .paths import DATASET_INFO, ROOT
+from .paths import DATASET_INFO, ROOT, rel
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CHOOSE = "pass --replace to overwrite it, or choose another --name (or --out)"
@@ -56,11 +56,6 @@ def load_registry(path: Path = DATASET_INFO) -> dict[str, Any]:
     return data
 
 
-def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def check_clash(entries: dict[str, dict[str, Any]], files: dict[Path, bytes | None], *, replace: bool,
                 registry_path: Path = DATASET_INFO, registry: dict[str, Any] | None = None) -> None:
     """Refuse, naming the file or entry, to replace an existing data file whose content differs (None: not known yet,
@@ -73,7 +68,7 @@ def check_clash(entries: dict[str, dict[str, Any]], files: dict[Path, bytes | No
     for path in files:
         owner = owners.get(path.resolve())
         if owner:
-            raise DataError(f"{_shown(path)} is the file of dataset `{owner}` in {registry_path.name}; writing there would "
+            raise DataError(f"{rel(path)} is the file of dataset `{owner}` in {registry_path.name}; writing there would "
                             f"break it — choose another --out or --name")
     if replace:
         return
@@ -85,7 +80,7 @@ def check_clash(entries: dict[str, dict[str, Any]], files: dict[Path, bytes | No
                             + (f" ({where})" if where else "") + f" with other settings; nothing was written — {CHOOSE}")
     for path, content in files.items():
         if path.exists() and (content is None or not path.is_file() or path.read_bytes() != content):
-            raise DataError(f"{_shown(path)} already exists with other content; nothing was written — {CHOOSE}")
+            raise DataError(f"{rel(path)} already exists with other content; nothing was written — {CHOOSE}")
 
 
 def publish(outputs: dict[str, tuple[Path, str, dict[str, Any]]], *, replace: bool = False,
@@ -96,7 +91,7 @@ def publish(outputs: dict[str, tuple[Path, str, dict[str, Any]]], *, replace: bo
     entries = {name: entry for name, (_, _, entry) in outputs.items()}
     for path in files:
         if path.exists() and not path.is_file():
-            raise DataError(f"{_shown(path)} is a folder; give a file path (e.g. {_shown(path / 'data.jsonl')})")
+            raise DataError(f"{rel(path)} is a folder; give a file path (e.g. {rel(path / 'data.jsonl')})")
     with registry_lock(registry_path):
         registry = load_registry(registry_path)
         check_clash(entries, files, replace=replace, registry_path=registry_path, registry=registry)
@@ -198,7 +193,7 @@ def unchecked_reason(entry: dict[str, Any]) -> str | None:
 def data_files(local: Path) -> list[Path]:
     """The files LlamaFactory reads for a `file_name`: the file, or every entry of a folder (loader.py), all of one
     readable type; a DataError names the rule otherwise."""
-    shown = _shown(local)
+    shown = rel(local)
     if local.is_dir():
         files = sorted(local.iterdir())
         if not files:
@@ -210,7 +205,7 @@ def data_files(local: Path) -> list[Path]:
     kinds = {f.suffix[1:] for f in files}  # case-sensitive, as loader.py's FILEEXT2TYPE lookup
     bad = sorted(f for f in files if f.suffix[1:] not in EXTENSIONS)
     if bad:
-        raise DataError(f"{_shown(bad[0])}: LlamaFactory reads only {', '.join('.' + e for e in EXTENSIONS)} files "
+        raise DataError(f"{rel(bad[0])}: LlamaFactory reads only {', '.join('.' + e for e in EXTENSIONS)} files "
                         f"(loader.py), not {bad[0].suffix or 'a file without an extension' if bad[0].is_file() else 'a folder'}")
     if len({"json" if k == "jsonl" else k for k in kinds}) > 1:
         raise DataError(f"{shown}: a file_name folder must hold files of one type (LlamaFactory: File types should be "
@@ -233,7 +228,7 @@ def _columnar_rows(file: Path) -> list[dict[str, Any]]:
                     source.seek(0)
                     table = pa.ipc.open_file(source).read_all()
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{_shown(file)}: unreadable {file.suffix[1:]} file ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{rel(file)}: unreadable {file.suffix[1:]} file ({str(exc).splitlines()[0]})") from None
     return [dict(r, _line=i + 1) for i, r in enumerate(table.to_pylist())]
 
 
@@ -469,11 +464,11 @@ def check_entry(name: str, entry: Any, dataset_dir: Path, registry_name: str = "
     if "script_url" in entry:
         folder = dataset_dir / str(entry["script_url"])
         if not folder.is_dir():
-            return [f"{registry_name}: `{name}` has script_url {entry['script_url']!r}, but {_shown(folder)} is not a "
+            return [f"{registry_name}: `{name}` has script_url {entry['script_url']!r}, but {rel(folder)} is not a "
                     f"folder (LlamaFactory loads script_url from dataset_dir)"]
         scripts = sorted(p.name for p in folder.glob("*.py"))
         if scripts:
-            return [f"{_shown(folder)}: `{name}` is a loading script ({scripts[0]}); datasets 4 no longer runs loading "
+            return [f"{rel(folder)}: `{name}` is a loading script ({scripts[0]}); datasets 4 no longer runs loading "
                     f"scripts, so LlamaFactory cannot load it — convert the data to .jsonl/.parquet files in that folder"]
         return []
     if not isinstance(entry.get("file_name"), str):
@@ -508,12 +503,12 @@ def check_entry(name: str, entry: Any, dataset_dir: Path, registry_name: str = "
     if attr["ranking"] and not (attr["chosen"] and attr["rejected"]):
         return [f"{registry_name}: `{name}` has ranking: true but its columns name no `chosen`/`rejected` (converter.py)"]
     if missing:
-        return [f"{_shown(local)}: dataset `{name}` has no column `{missing[0]}` (named by its entry"
+        return [f"{rel(local)}: dataset `{name}` has no column `{missing[0]}` (named by its entry"
                 f"{'' if 'columns' in entry else ' by default'}); LlamaFactory's converter fails with KeyError — "
                 "fix `columns` in the entry or the file"]
     for row in rows:
         file = row.get("_file", local)
-        where = f"{_shown(file)}:{row.get('_line', '?')}"
+        where = f"{rel(file)}:{row.get('_line', '?')}"
         try:
             example = align(row, attr)
             example["kto_value"] = row.get(attr["kto_tag"]) if attr["kto_tag"] else None

@@ -49,12 +49,19 @@ def stage_overrides(recipe: Recipe, stage: Stage, profile: str | None, extra: di
     return zero3_without_use_cpu(stage, overrides, extra or {})
 
 
+def accelerator_count() -> int:
+    """GPUs (or other accelerators) LlamaFactory sees; 0 on a CPU-only machine."""
+    from llamafactory.extras.misc import get_device_count
+
+    return get_device_count()
+
+
 def launched_processes() -> int:
     """How many processes `llamafactory-cli train` starts: its launcher uses torchrun with NNODES x NPROC_PER_NODE
     when FORCE_TORCHRUN is set or more than one device is visible, else one process."""
-    from llamafactory.extras.misc import get_device_count, is_env_enabled
+    from llamafactory.extras.misc import is_env_enabled
 
-    devices = get_device_count()
+    devices = accelerator_count()
     if not (is_env_enabled("FORCE_TORCHRUN") or devices > 1):
         return 1
     counts = {"NNODES": os.getenv("NNODES", "1"), "NPROC_PER_NODE": os.getenv("NPROC_PER_NODE", str(devices))}
@@ -67,18 +74,28 @@ def launched_processes() -> int:
 _NOTED: set[str] = set()
 
 
+ZERO3_ON_CPU = ("starts from wrong weights on some runs here (first-step losses 8.72 and a flat 9.75 = ln of the vocabulary "
+                "size, where DDP and ZeRO-2 give 7.70 on every run) — use recipes/deepspeed/ds_z2.json on CPU; ZeRO-3 is "
+                "for GPUs")
+
+
 def zero3_without_use_cpu(stage: Stage, overrides: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """ZeRO-3 over several processes fails with use_cpu=true ("train_batch_size ... 8 != 4 * 1 * 1": transformers then
-    starts the process group the CPU way and DeepSpeed counts one process). A profile's use_cpu is dropped, with a
-    note (without a GPU training stays on the CPU, in fp32); one given by the caller or the recipe fails here."""
+    """ZeRO-3 over several processes. Without a GPU it is refused (ZERO3_ON_CPU: measured, unresolved). With GPUs it
+    fails with use_cpu=true ("train_batch_size ... 8 != 4 * 1 * 1": transformers then starts the process group the CPU
+    way and DeepSpeed counts one process): a profile's use_cpu is dropped, with a note; one given by the caller or the
+    recipe fails here."""
     config = effective_config(stage, overrides)
-    if config.get("use_cpu") is not True or not isinstance(config.get("deepspeed"), str):
+    if not isinstance(config.get("deepspeed"), str):
         return overrides
     try:
         zero_stage = json.loads((ROOT / config["deepspeed"]).read_text(encoding="utf-8"))["zero_optimization"]["stage"]
     except (OSError, ValueError, KeyError, TypeError):  # an unreadable config is `vslm validate`'s to report
         return overrides
     if zero_stage != 3 or (processes := launched_processes()) < 2:
+        return overrides
+    if accelerator_count() == 0:
+        raise RecipeError(f"{stage.path}: deepspeed: ZeRO-3 ({config['deepspeed']}) over {processes} CPU processes {ZERO3_ON_CPU}")
+    if config.get("use_cpu") is not True:
         return overrides
     why = (f"ZeRO-3 ({config['deepspeed']}) over {processes} processes fails with use_cpu=true (transformers then starts "
            f"the process group the CPU way and DeepSpeed counts one process)")
@@ -128,7 +145,9 @@ def run_stage(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str
     verb = "export" if stage.kind == "merge" else "train"
     cmd = [llamafactory_cli(), verb, str(stage.path), *format_overrides(overrides)]
     print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
-    result = subprocess.run(cmd, cwd=ROOT)
+    # the launcher starts `torchrun` by name (FORCE_TORCHRUN): find the one beside this Python even in a shell without the venv
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
         raise RecipeError(f"llamafactory-cli {verb} {stage.path} failed with exit code {result.returncode} (see its log above)")
     out = config.get("output_dir") or config.get("export_dir")
