@@ -554,7 +554,7 @@ def test_out_or_work_pointing_at_a_file_is_one_line(scripted, tmp_path, capsys, 
 
 
 def test_ctrl_c_says_where_the_answers_are_and_the_rerun_resumes(scripted, tmp_path):
-    server = scripted(statuses=[200] * 4 + ["hang"] * 2)  # the run cannot finish before the interrupt, however loaded the machine
+    server = scripted(latency_ms=1000)  # ~12 s of answers at --concurrency 2: the interrupt after the 4th comes long before the end
     source, work = docs(tmp_path), tmp_path / "w"
     env = {**os.environ, "VSLM_TEACHER_BASE_URL": server.base_url, "VSLM_TEACHER_MODEL": "teacher", "VSLM_TEACHER_API_KEYS": "sk-a"}
     proc = subprocess.Popen([sys.executable, "-m", "vslm.cli", "distill", str(source), "--name", "h13_interrupted", "--work", str(work),
