@@ -3,7 +3,7 @@
 Token lengths come from LlamaFactory's own data pipeline (`llamafactory.data.get_dataset`: the same converter,
 chat template, label masking, truncation and — for packing — the same greedy knapsack over the same
 `preprocessing_num_workers` shards) run in-process with the real Qwen tokenizer from
-`vslm.tokenizer.build_qwen_tokenizer`. No model weights are needed.
+`vslm.models.tokenizer.build_qwen_tokenizer`. No model weights are needed.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import io
 import logging
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from vslm.core.paths import ROOT
+
 RESULTS = ROOT / "benchmarks" / "results"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 PAD_TO_MULTIPLE_OF = 8  # llamafactory/train/sft/workflow.py: SFTDataCollatorWith4DAttentionMask(pad_to_multiple_of=8)
 
@@ -54,7 +52,7 @@ _TOKENIZERS: dict[str, Any] = {}
 
 
 def tokenizer(family: str):
-    from vslm.tokenizer import build_qwen_tokenizer
+    from vslm.models.tokenizer import build_qwen_tokenizer
 
     if family not in _TOKENIZERS:
         _TOKENIZERS[family] = build_qwen_tokenizer(family)

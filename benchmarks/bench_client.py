@@ -12,8 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vslm.client import ask_all
-from vslm.serve import Server, free_port
+from vslm.core.paths import ROOT
+from vslm.eval.client import ask_all
+from vslm.serve.servers import Server, free_port
+
+SCRIPTED = ROOT / "tests" / "helpers" / "scripted.py"  # the test suite's scripted OpenAI-compatible server
 
 
 def main() -> None:
@@ -26,7 +29,7 @@ def main() -> None:
         cfg = tmp / "script.json"
         cfg.write_text(json.dumps({"default": "ok"}))
         port = free_port()
-        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(cfg)],
+        server = Server("scripted", [sys.executable, str(SCRIPTED), "--port", str(port), "--config", str(cfg)],
                         port, tmp / "scripted.log")
         with server.start(timeout=60):
             results = {}

@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vslm.core.paths import ROOT
+from vslm.data.distill import Options, distill
+from vslm.data.teacher import TeacherConfig
+from vslm.serve.servers import Server, free_port
 
-from vslm.distill import Options, distill  # noqa: E402
-from vslm.serve import Server, free_port  # noqa: E402
-from vslm.teacher import TeacherConfig  # noqa: E402
+SCRIPTED = ROOT / "tests" / "helpers" / "scripted.py"  # the test suite's scripted OpenAI-compatible server
 
 
 def document(folder: Path) -> Path:
@@ -46,7 +46,7 @@ def main() -> None:
         script = tmp / "script.json"
         script.write_text(json.dumps({"teacher": True, "models": ["teacher"], "latency_ms": args.latency_ms}))
         port = free_port()
-        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(script)],
+        server = Server("scripted", [sys.executable, str(SCRIPTED), "--port", str(port), "--config", str(script)],
                         port, tmp / "scripted.log")
         results = {}
         with server.start(timeout=60):

@@ -5,7 +5,7 @@
 
 Both networks are initialised at random (speed does not depend on the weights) in a temporary folder:
   before — the old tiny spec: Qwen2, 2 layers x 64 hidden, the full 151,936-row Qwen vocabulary;
-  after  — vslm.tiny.SPECS["tiny-qwen2"] with the Qwen tokenizer cut to this repository's text.
+  after  — vslm.models.tiny.SPECS["tiny-qwen2"] with the Qwen tokenizer cut to this repository's text.
 Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_steps=N through llamafactory-cli
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
 alternate A B B A… so drift on a shared machine hits both sides. Target: after ≥ 5× before.
@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, machine  # noqa: E402
 from bench_train import run_llamafactory  # noqa: E402
 
-from vslm.tiny import SPECS, tiny_tokenizer  # noqa: E402
-from vslm.tokenizer import build_qwen_tokenizer  # noqa: E402
+from vslm.models.tiny import SPECS, tiny_tokenizer  # noqa: E402
+from vslm.models.tokenizer import build_qwen_tokenizer  # noqa: E402
 
 BEFORE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
               max_position_embeddings=4096, rope_theta=1_000_000.0)

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_train.py --parts c --e2e reuse --rss-json benchmarks/results/demo_rss.json
 
 a. Framework overhead: `llamafactory-cli train recipes/telecom_r32.yaml` + its tiny-profile overrides
-   (vslm.matrix.profile_overrides) + max_steps=N, no eval, no checkpoints, output to a temp dir — against a
+   (vslm.recipes.matrix.profile_overrides) + max_steps=N, no eval, no checkpoints, output to a temp dir — against a
    hand-written PEFT + transformers Trainer loop (benchmarks/hf_lora_baseline.py) on the same rows, chat
    format, label masking, LoRA r32/α64 on all linear projections, cutoff, batch, steps, lr, fp32 CPU.
    tokens/s = tokens fed to the model (Trainer's num_input_tokens_seen="all", padding included) ÷
@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     RESULTS,
@@ -56,13 +55,7 @@ from _common import (
     row_lengths,
 )
 
-from vslm.matrix import (
-    format_overrides,
-    get_recipe,
-    load_matrix,
-    load_recipes,
-    profile_overrides,
-)
+from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes, profile_overrides
 
 RECIPE = "telecom_r32"
 TINY = "tiny-qwen2"
@@ -143,7 +136,7 @@ def tail(path: Path, n: int = 30) -> str:
 def ensure_tiny() -> Path:
     model = ROOT / "models" / TINY
     if not (model / "config.json").is_file():
-        from vslm.tiny import build_tiny
+        from vslm.models.tiny import build_tiny
 
         print(f"[bench] {model.relative_to(ROOT)} missing: building it (waits if someone else is building it)", flush=True)
         build_tiny(TINY)

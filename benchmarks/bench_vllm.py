@@ -11,11 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vslm.evaluate import evaluate, load_eval_rows
-from vslm.jsonio import atomic_write_json
-from vslm.matrix import get_recipe, load_matrix, profile_overrides
-from vslm.paths import ROOT
-from vslm.serve import free_port, vllm_python, vllm_server
+from vslm.eval.evaluate import evaluate, load_eval_rows
+from vslm.core.jsonio import atomic_write_json
+from vslm.recipes.matrix import get_recipe, load_matrix, profile_overrides
+from vslm.core.paths import ROOT
+from vslm.serve.servers import free_port, vllm_python, vllm_server
 
 
 def main() -> None:

@@ -48,11 +48,9 @@ import argparse
 import datetime as dt
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     RESULTS,
@@ -63,7 +61,7 @@ from _common import (
     row_lengths,
 )
 
-from vslm.matrix import load_recipes
+from vslm.recipes.matrix import load_recipes
 
 VOCAB = 151936
 GIB = 1024 ** 3

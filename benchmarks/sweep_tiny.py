@@ -24,10 +24,10 @@ from pathlib import Path
 
 from _common import RESULTS, ROOT, machine
 
-from vslm.client import prompt_of
-from vslm.evaluate import load_eval_rows, taught_rows
-from vslm.matrix import get_recipe
-from vslm.metrics import key_fact_recall
+from vslm.eval.client import prompt_of
+from vslm.eval.evaluate import load_eval_rows, taught_rows
+from vslm.recipes.matrix import get_recipe
+from vslm.eval.metrics import key_fact_recall
 
 RECIPE = "telecom_r32"
 VARIANTS: dict[str, list[str]] = {

@@ -8,7 +8,7 @@
 #   deepspeed=recipes/deepspeed/*  -> deepspeed     already in requirements.lock; its CUDA ops compile on first use (nvcc)
 #   infer_backend: vllm, vslm serve-> vllm          CUDA build in its own .venv-vllm-cuda: it needs torch 2.13 and
 #                                     transformers>=5.16, the lock has torch 2.9.1 and transformers 5.6
-# Not run by CI (no GPU there): tests/test_deepspeed.py checks these pins against the lock where pip can without CUDA.
+# Not run by CI (no GPU there): tests/train/test_deepspeed.py checks these pins against the lock where pip can without CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

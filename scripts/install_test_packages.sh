@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The system packages the tests drive (apt-get): headless Chromium, its driver and CJK fonts for the browser tests
-# (tests/test_webui.py, tests/test_review.py; the fonts also draw the scanned pages of tests/test_ocr.py) and
+# (tests/train/test_llamaboard.py, tests/eval/test_review.py; the fonts also draw the scanned pages of tests/data/test_ocr.py) and
 # tesseract with its Simplified Chinese data (the `--ocr-engine tesseract` test). Idempotent: returns at once when
 # all are present. `make test` runs it; so does nothing else.
 set -euo pipefail

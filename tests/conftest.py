@@ -24,22 +24,22 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2() -> Path:
-    from vslm.tiny import build_tiny
+    from vslm.models.tiny import build_tiny
 
     return build_tiny("tiny-qwen2")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3() -> Path:
-    from vslm.tiny import build_tiny
+    from vslm.models.tiny import build_tiny
 
     return build_tiny("tiny-qwen3")
 
 
 @pytest.fixture
 def scripted_server(tmp_path):
-    """Start vslm.scripted servers with the given script; each is stopped by PID at teardown."""
-    from vslm.serve import Server, free_port
+    """Start tests/helpers/scripted.py servers with the given script; each is stopped by PID at teardown."""
+    from vslm.serve.servers import Server, free_port
 
     servers = []
 
@@ -48,7 +48,7 @@ def scripted_server(tmp_path):
         cfg = tmp_path / f"script{len(servers)}.json"
         cfg.write_text(json.dumps(script, ensure_ascii=False))
         port = free_port()
-        server = Server("scripted", [sys.executable, "-m", "vslm.scripted", "--port", str(port), "--config", str(cfg)],
+        server = Server("scripted", [sys.executable, str(ROOT / "tests" / "helpers" / "scripted.py"), "--port", str(port), "--config", str(cfg)],
                         port, tmp_path / f"scripted{len(servers)}.log")
         servers.append(server)
         server.start(timeout=60)

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from vslm.matrix import RecipeError, Stage, get_recipe, load_matrix, profile_overrides, saves_root
-from vslm.train import check_stage_arguments, effective_config, llamafactory_cli, parse_overrides, preflight, stage_overrides
-from vslm.validate import _kind_of, argument_problems, gpu_package_problems, load_like_llamafactory
+from vslm.core.errors import RecipeError
+from vslm.recipes.matrix import Stage, get_recipe, load_matrix, profile_overrides, saves_root
+from vslm.train.run import check_stage_arguments, effective_config, llamafactory_cli, parse_overrides, preflight, stage_overrides
+from vslm.recipes.validate import _kind_of, argument_problems, gpu_package_problems, load_like_llamafactory
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(ROOT.glob("recipes/*.yaml")) + sorted(ROOT.glob("recipes/families/*.md"))
@@ -143,24 +144,24 @@ def _vslm(request, words: list[str]) -> None:
         over = profile_overrides(recipe, stage, args.profile, load_matrix(), saves_root())
         _check_stage(request, stage, over, effective_config(stage, over), adapter_may_be_missing=True)
     elif args.command == "eval":
-        from vslm.evaluate import load_eval_rows
+        from vslm.eval.evaluate import load_eval_rows
 
         recipe = get_recipe(args.recipe)
         assert load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
     elif args.command == "validate":
-        from vslm.validate import validate_all
+        from vslm.recipes.validate import validate_all
 
         assert validate_all([ROOT / f for f in args.files] or None) == []
     elif args.command == "registry":
-        from vslm.datacheck import check_repository
+        from vslm.data.datacheck import check_repository
 
         assert check_repository() == []
     elif args.command in ("render", "check"):
-        from vslm.render import drift
+        from vslm.recipes.render import drift
 
         assert drift() == []
     elif args.command == "build-tiny":
-        from vslm.tiny import SPECS
+        from vslm.models.tiny import SPECS
 
         assert args.name == "all" or args.name in SPECS
     elif args.command == "webui":

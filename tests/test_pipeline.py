@@ -57,7 +57,7 @@ def test_training_lowers_the_loss_of_its_answers_and_writes_a_run_record(tiny_qw
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from vslm.jsonio import read_jsonl
+    from vslm.core.jsonio import read_jsonl
 
     log = [json.loads(l) for l in (telecom_adapter / "trainer_log.jsonl").read_text().splitlines()]
     assert len([item for item in log if "loss" in item]) == 20
@@ -98,7 +98,7 @@ def test_merged_model_equals_base_plus_adapter(tiny_qwen2, telecom_adapter, tele
 
 @pytest.fixture(scope="session")
 def api_server(telecom_merged):
-    from vslm.serve import free_port, llamafactory_api
+    from vslm.serve.servers import free_port, llamafactory_api
 
     server = llamafactory_api(ROOT / "recipes" / "telecom_r32_infer.yaml",
                               [f"model_name_or_path={telecom_merged}", "adapter_name_or_path=null"],
@@ -122,7 +122,7 @@ def test_api_server_answers_a_chat_completion(api_server):
 
 
 def test_evaluation_on_a_real_server_computes_metrics_and_resumes(api_server, tmp_path):
-    from vslm.evaluate import evaluate, load_eval_rows
+    from vslm.eval.evaluate import evaluate, load_eval_rows
 
     rows = load_eval_rows("telecom_eval", limit=6)
     kw = dict(base_url=api_server.base_url, model="telecom-test", system="你是一名中国移动的专业客服。",
@@ -140,9 +140,9 @@ def test_rag_evaluation_on_a_real_server_adds_the_passages_and_counts_their_toke
     """The demo's RAG step against a real `llamafactory-cli api`: the retrieved passages reach the model (its prompt
     grows by the passages' tokens under the served tokenizer), every answer is verified, the rows are scored as
     written. What the tiny model answers is not asserted."""
-    from vslm import rag
-    from vslm.evaluate import evaluate, load_eval_rows
-    from vslm.matrix import get_recipe
+    from vslm.eval import rag
+    from vslm.eval.evaluate import evaluate, load_eval_rows
+    from vslm.recipes.matrix import get_recipe
     from vslm.pipeline import token_counter
 
     rows = load_eval_rows("telecom_eval", limit=6)

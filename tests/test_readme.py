@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from vslm.listing import recipe_table
+from vslm.recipes.listing import recipe_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -23,7 +23,7 @@ def test_two_setup_commands_and_ci_calls_the_test_command():
 
 
 def test_every_recipe_family_has_a_readme_with_numbered_steps():
-    from vslm.matrix import load_recipes
+    from vslm.recipes.matrix import load_recipes
 
     domains = {r["domain"] for r in load_recipes().values()}
     for domain in domains:

@@ -9,8 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .jsonio import DataError
-from .matrix import RecipeError
+from .core.errors import DataError, RecipeError, VslmError
 
 
 def bounded(low: float, high: float | None = None, *, whole: bool = True, give: str = "a count of 1 or more"):
@@ -41,21 +40,21 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def cmd_build_tiny(args) -> None:
-    from .tiny import SPECS, build_tiny
+    from .models.tiny import SPECS, build_tiny
 
     for name in SPECS if args.name == "all" else [args.name]:
         print(build_tiny(name, force=args.force))
 
 
 def cmd_render(args) -> None:
-    from .render import render_all, write_all
+    from .recipes.render import render_all, write_all
 
     written = write_all(render_all())
     print("\n".join(f"wrote {p}" for p in written) or "recipes/ already up to date")
 
 
 def cmd_check(args) -> None:
-    from .render import drift
+    from .recipes.render import drift
 
     problems = drift()
     if problems:
@@ -64,13 +63,13 @@ def cmd_check(args) -> None:
 
 
 def cmd_list(args) -> None:
-    from .listing import recipe_table
+    from .recipes.listing import recipe_table
 
     print(recipe_table(markdown=args.markdown))
 
 
 def cmd_validate(args) -> None:
-    from .validate import validate_all
+    from .recipes.validate import validate_all
 
     problems = validate_all(args.files or None)
     for p in problems:
@@ -81,29 +80,29 @@ def cmd_validate(args) -> None:
 
 
 def cmd_new(args) -> None:
-    from .listing import new_recipe
+    from .recipes.newrecipe import new_recipe
 
     print(new_recipe(args.source, args.name, args.domain))
 
 
 def cmd_train(args) -> None:
-    from .matrix import get_recipe
-    from .train import parse_overrides, train
+    from .recipes.matrix import get_recipe
+    from .train.run import parse_overrides, train
 
     print(train(get_recipe(args.recipe), args.profile, parse_overrides(args.overrides)))
 
 
 def cmd_merge(args) -> None:
-    from .matrix import get_recipe
-    from .train import merge, parse_overrides
+    from .recipes.matrix import get_recipe
+    from .train.run import merge, parse_overrides
 
     print(merge(get_recipe(args.recipe), args.profile, parse_overrides(args.overrides)))
 
 
 def cmd_serve(args) -> None:
-    from .matrix import get_recipe, load_matrix, profile_overrides, saves_root
-    from .paths import ROOT
-    from .serve import llamafactory_api, vllm_python, vllm_server
+    from .recipes.matrix import get_recipe, load_matrix, profile_overrides, saves_root
+    from .core.paths import ROOT
+    from .serve.servers import llamafactory_api, vllm_python, vllm_server
 
     recipe = get_recipe(args.recipe)
     infer = recipe.stage("infer")
@@ -132,7 +131,7 @@ def judge_of(args):
     """The LLM judge the --judge flags ask for, or None."""
     if not args.judge:
         return None
-    from .judge import judge_from_env
+    from .eval.judge import judge_from_env
 
     return judge_from_env(args.judge_base_url, args.judge_model, args.judge_rubric, args.judge_structured)
 
@@ -147,18 +146,18 @@ def add_judge_flags(p) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import evaluate, load_eval_rows
-    from .jsonio import atomic_write_json
-    from .matrix import get_recipe
-    from .paths import ROOT
+    from .eval.evaluate import evaluate, load_eval_rows
+    from .core.jsonio import atomic_write_json
+    from .recipes.matrix import get_recipe
+    from .core.paths import ROOT
 
     recipe = get_recipe(args.recipe)
     rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
     out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}{'-rag' if args.rag else ''}.json")
     rag_kw, retrieval = {}, None
     if args.rag or args.verify or args.regenerate_below is not None:  # retrieve from the recipe's knowledge (vslm.rag)
-        from .jsonio import read_text
-        from .rag import TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+        from .core.jsonio import read_text
+        from .eval.rag import TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
 
         if args.rag_template and not args.rag_template.is_file():
             raise DataError(f"--rag-template {args.rag_template}: file not found (a text file with {{passages}} and {{question}})")
@@ -176,7 +175,7 @@ def cmd_eval(args) -> None:
     if retrieval:
         result["retrieval"] = retrieval
     if args.taught:
-        from .evaluate import taught_rows
+        from .eval.evaluate import taught_rows
 
         taught = taught_rows(rows, recipe["datasets"], args.eval_set or recipe["eval_set"])
         if not taught:
@@ -195,10 +194,10 @@ def cmd_eval(args) -> None:
 
 
 def cmd_probe(args) -> None:
-    from .matrix import get_recipe
-    from .paths import ROOT, rel
-    from .matrix import saves_root
-    from .probe import probe
+    from .recipes.matrix import get_recipe
+    from .core.paths import ROOT, rel
+    from .recipes.matrix import saves_root
+    from .eval.probe import probe
 
     args.cache_path = (args.out or ROOT / saves_root() / "probe" / args.recipe) / "cache.jsonl"  # named by main() if interrupted
     result = probe(get_recipe(args.recipe), base_url=args.base_url.rstrip("/"), model=args.model, eval_file=args.eval_file,
@@ -212,8 +211,8 @@ def cmd_probe(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .matrix import saves_root
-    from .paths import ROOT
+    from .recipes.matrix import saves_root
+    from .core.paths import ROOT
     from .pipeline import demo
 
     args.cache_path = ROOT / saves_root() / args.profile / args.recipe / "eval" / "cache"  # as pipeline.demo writes it
@@ -223,8 +222,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_review(args) -> None:
-    from .paths import rel
-    from .review import import_scores, make_sheet
+    from .core.paths import rel
+    from .eval.review import import_scores, make_sheet
 
     if args.import_files:
         target, summary = import_scores(args.import_files, args.key, args.replace)
@@ -237,7 +236,7 @@ def cmd_review(args) -> None:
         return
     if not args.recipe:
         raise DataError("vslm review: name a recipe to write a sheet (vslm review <recipe> --n 50), or --import SCORES.json")
-    from .matrix import get_recipe
+    from .recipes.matrix import get_recipe
 
     sheet, key = make_sheet(get_recipe(args.recipe), n=args.n, seed=args.seed, systems=args.systems, report=args.report,
                             answers=args.answers, out=args.out, profile=args.profile, replace=args.replace)
@@ -245,9 +244,9 @@ def cmd_review(args) -> None:
 
 
 def cmd_registry(args) -> None:
-    from . import paths
-    from .datacheck import check_repository
-    from .registry import unchecked_entries
+    from .core import paths
+    from .data.datacheck import check_repository
+    from .data.registry import unchecked_entries
 
     problems = check_repository()
     for p in problems:
@@ -264,14 +263,14 @@ def cmd_registry(args) -> None:
 
 
 def cmd_corpus(args) -> None:
-    from .docs import build_corpus
+    from .data.documents import build_corpus
 
     n = build_corpus(args.source, args.name, args.out, args.size, args.overlap, args.replace, ocr=args.ocr_engine)
     print(f"wrote {n} chunks to {args.out} and registered `{args.name}` (use it in a stage-pt recipe)")
 
 
 def cmd_convert(args) -> None:
-    from .convert import convert
+    from .data.convert import convert
 
     rep = convert(args.source, args.format, args.name, args.out, val_ratio=args.val_ratio, seed=args.seed,
                   repeat=args.repeat, times=args.times, replace=args.replace, skip_invalid=args.skip_invalid,
@@ -285,8 +284,8 @@ def cmd_convert(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from .distill import Interrupted, Options, distill, summary_line
-    from .teacher import teacher_from_env
+    from .data.distill import Interrupted, Options, distill, summary_line
+    from .data.teacher import teacher_from_env
 
     opts = Options(size=args.size, overlap=args.overlap, questions=args.questions, paraphrases=args.paraphrases,
                    judge=args.judge, min_len=args.min_len, max_len=args.max_len)
@@ -315,13 +314,13 @@ def cmd_distill(args) -> None:
 
 
 def cmd_webui(args) -> None:
-    from .webui import run
+    from .train.llamaboard import run
 
     run(host=args.host, port=args.port, open_browser=args.open, presets=not args.no_presets)
 
 
 def cmd_stats(args) -> None:
-    from .stats import dataset_stats
+    from .data.stats import dataset_stats
 
     table, problems = dataset_stats(args.datasets, args.recipe)
     print(table)
@@ -332,8 +331,8 @@ def cmd_stats(args) -> None:
 
 
 def cmd_export_gguf(args) -> None:
-    from .gguf import evaluate_quants, export_gguf, parse_quants
-    from .matrix import get_recipe
+    from .serve.gguf import evaluate_quants, export_gguf, parse_quants
+    from .recipes.matrix import get_recipe
 
     recipe, quants = get_recipe(args.recipe), parse_quants(args.quant)
     if not args.eval_only:
@@ -398,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rag", action="store_true", help="put the top-k retrieved passages into the prompt (default out: <model>-rag.json)")
     g.add_argument("--rag-k", type=positive_int, default=3, help="passages per question (default 3: finance_eval hit rate "
                    "top-1 62.7%%, top-3 85.6%%, top-5 89.0%%)")
-    g.add_argument("--rag-template", type=Path, help="text file with the prompt, holding {passages} and {question} (default: vslm/rag.py TEMPLATE)")
+    g.add_argument("--rag-template", type=Path, help="text file with the prompt, holding {passages} and {question} (default: vslm/eval/rag.py TEMPLATE)")
     g.add_argument("--verify", action="store_true", help="check every answer's numbers and named facts against the retrieved "
                    "passages (consistency score, flagged below --verify-threshold); on with --rag")
     g.add_argument("--verify-threshold", type=bounded(0, 1, whole=False, give="a number from 0 to 1"), default=0.8,
@@ -551,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
-    except (RecipeError, DataError) as exc:
+    except VslmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vslm list | head` closed the pipe: not an error of ours
@@ -560,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         cache = getattr(args, "cache_path", None)  # set by commands whose finished work survives (eval, demo)
         if cache is not None and Path(cache).exists():
-            from .paths import rel
+            from .core.paths import rel
 
             print(f"interrupted — finished answers are cached in {rel(cache)}; run the same command again to resume", file=sys.stderr)
         else:

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .evaluate import evaluate, load_eval_rows, taught_rows
-from .judge import JudgeSpec
-from .matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
-from .paths import ROOT, rel
-from .report import write_report
-from .serve import free_port, llamafactory_api, vllm_python, vllm_server
-from .tiny import build_tiny
-from .train import merge, stage_overrides, train
+from .eval.evaluate import evaluate, load_eval_rows, taught_rows
+from .eval.judge import JudgeSpec
+from .recipes.matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
+from .core.paths import ROOT, rel
+from .eval.report import write_report
+from .serve.servers import free_port, llamafactory_api, vllm_python, vllm_server
+from .models.tiny import build_tiny
+from .train.run import merge, stage_overrides, train
 
 
 def _step(n: int, total: int, text: str) -> None:
@@ -46,7 +46,7 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                   concurrency=concurrency, enable_thinking=recipe["enable_thinking"], judge=judge)
     retrieval, extra = None, {name: {} for name in sets}
     if rag:
-        from .rag import DEFAULT_K, TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+        from .eval.rag import DEFAULT_K, TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
 
         rag_k, rag_template = rag_k or DEFAULT_K, check_template(rag_template or TEMPLATE)
         index = load_index(recipe, profile)
@@ -112,7 +112,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
     close to training answers, so it shows the training answers' wording was absorbed, not generalisation."""
     import subprocess
 
-    from .train import llamafactory_cli
+    from .train.run import llamafactory_cli
 
     stage = recipe.stage("train")
     overrides = {**stage_overrides(recipe, stage, profile, None),

@@ -1,0 +1,285 @@
+"""The teacher: any OpenAI-compatible endpoint, called with several API keys in rotation.
+
+Configuration comes from the environment or `.env` (the environment wins):
+  VSLM_TEACHER_BASE_URL   e.g. https://api.example.com/v1
+  VSLM_TEACHER_MODEL      e.g. qwen-max
+  VSLM_TEACHER_API_KEYS   one or more keys, comma-separated (VSLM_TEACHER_API_KEY for a single one)
+
+Keys are never printed, logged, cached or put into exception messages: a key is named `key#1`, `key#2`...
+A key that gets HTTP 429/401/403 rests for the time the server's Retry-After asks (capped), else for a cool-down;
+each rest is shown on stderr. The least-failed rested key is preferred; when every key was rejected (401/403)
+requests fail at once instead of waiting. At start-up the model must be in the endpoint's /models list (when
+that list is readable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import email.utils
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from openai import (APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, AuthenticationError,
+                    InternalServerError, PermissionDeniedError, RateLimitError)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from ..core.errors import EndpointError
+from ..core.paths import ROOT
+
+ENV_FILE = ROOT / ".env"
+REST_STATUSES = (401, 403, 429)
+MAX_RETRY_AFTER = 600.0  # a server asking for a longer rest is not waited for beyond this
+
+
+class TeacherError(EndpointError):
+    """A request that failed for good; the message never contains a key."""
+
+
+class Retryable(TeacherError):
+    """A failure worth another attempt (with another key, after a back-off)."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A tiny .env parser: KEY=VALUE lines, optional `export `, quotes and # comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 1:
+            value = value[1:-1]
+        else:
+            value = "" if value.startswith("#") else value.split(" #", 1)[0].strip()
+        values[name.strip()] = value
+    return values
+
+
+@dataclass
+class TeacherConfig:
+    base_url: str
+    model: str
+    keys: list[str]
+    env_prefix: str = "VSLM_TEACHER"  # where the settings came from, for error messages
+
+    def __repr__(self) -> str:  # never show the keys
+        return f"TeacherConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
+
+
+def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE,
+                     prefix: str = "VSLM_TEACHER", docs: str = "datasets/FORMAT.md, Distilling documents") -> TeacherConfig:
+    """<prefix>_BASE_URL, <prefix>_MODEL and <prefix>_API_KEYS (or _API_KEY) from the environment or .env."""
+    env = {**(read_env_file(env_file) if env_file else {}), **os.environ}
+    base_url = base_url or env.get(f"{prefix}_BASE_URL")
+    model = model or env.get(f"{prefix}_MODEL")
+    keys = [k.strip() for k in (env.get(f"{prefix}_API_KEYS") or env.get(f"{prefix}_API_KEY") or "").split(",") if k.strip()]
+    missing = [n for n, v in ((f"{prefix}_BASE_URL", base_url), (f"{prefix}_MODEL", model)) if not v]
+    if missing:
+        raise TeacherError(f"set {' and '.join(missing)} in the environment or .env (see {docs})")
+    return TeacherConfig(base_url.rstrip("/"), model, keys or ["EMPTY"], prefix)
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a response's retry-after-ms / Retry-After (seconds or an HTTP date) asks to wait; None if it does not."""
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except ValueError:
+        pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def served_models(body: Any) -> list[str] | None:
+    """Model ids of a /models answer: the OpenAI shape {"data": [{"id": ...}]} or a bare list; None when unreadable."""
+    items = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        return None
+    ids = [i.get("id") if isinstance(i, dict) else i for i in items]
+    ids = [i for i in ids if isinstance(i, str)]
+    return ids if ids or not items else None
+
+
+def show(message: str) -> None:
+    """One line on stderr, above a running progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+@dataclass
+class KeyState:
+    name: str
+    failures: int = 0
+    requests: int = 0
+    resting_until: float = 0.0
+    rests: int = 0
+    rejected: bool = False  # its last answer was 401/403
+
+
+@dataclass
+class KeyPool:
+    """Picks the least-failed key that is not resting (ties: the least used); all resting: waits for the first."""
+    keys: list[str]
+    cooldown: float = 30.0
+    env_prefix: str = "VSLM_TEACHER"
+    notify: Callable[[str], None] = show
+    states: list[KeyState] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise TeacherError(f"no API keys given ({self.env_prefix}_API_KEYS)")
+        self.states = [KeyState(f"key#{i + 1}") for i in range(len(self.keys))]
+
+    async def pick(self) -> int:
+        while True:
+            if all(s.rejected for s in self.states):
+                raise TeacherError(f"every API key was rejected (HTTP 401/403) — check {self.env_prefix}_API_KEYS ({len(self.keys)} key(s))")
+            now = time.monotonic()
+            ready = [i for i, s in enumerate(self.states) if s.resting_until <= now]
+            if ready:
+                best = min(ready, key=lambda i: (self.states[i].failures, self.states[i].requests))
+                self.states[best].requests += 1
+                return best
+            await asyncio.sleep(max(0.01, min(s.resting_until for s in self.states) - now))
+
+    def failed(self, index: int, status: int | None, wait: float | None = None) -> None:
+        """Count a failure; on 429/401/403 rest the key for `wait` (the server's Retry-After, capped) or the cool-down."""
+        state = self.states[index]
+        state.failures += 1
+        if status in REST_STATUSES:
+            rest = min(wait, MAX_RETRY_AFTER) if wait is not None else self.cooldown
+            now = time.monotonic()
+            if state.resting_until <= now:  # say so once per rest, not once per request that ran into it
+                why = "Retry-After" if wait is not None else f"cool-down, --cooldown {self.cooldown:g}"
+                self.notify(f"{self.env_prefix.removeprefix('VSLM_').lower()}: HTTP {status} with {state.name}; "
+                            f"it rests {rest:.3g} s ({why})")
+            state.rests += 1
+            state.resting_until = max(state.resting_until, now + rest)
+            state.rejected = status in (401, 403)
+
+    def succeeded(self, index: int) -> None:
+        self.states[index].rejected = False
+
+    def mask(self, text: str) -> str:
+        for key, state in zip(self.keys, self.states):
+            if key and key != "EMPTY":
+                text = text.replace(key, state.name)
+        return text
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {s.name: {"requests": s.requests, "failures": s.failures, "rests": s.rests} for s in self.states}
+
+
+class Teacher:
+    """chat(messages) -> text, with key rotation, bounded concurrency and retries with exponential back-off."""
+
+    def __init__(self, config: TeacherConfig, *, concurrency: int = 8, attempts: int = 5, timeout: float = 120,
+                 cooldown: float = 30.0, backoff: tuple[float, float] = (0.5, 8.0), strict_model: bool = True):
+        for flag, value, ok, rule in (("--concurrency", concurrency, concurrency >= 1, "at least 1"),
+                                      ("--attempts", attempts, attempts >= 1, "at least 1"),
+                                      ("--timeout", timeout, timeout > 0, "more than 0"), ("--cooldown", cooldown, cooldown >= 0, "0 or more")):
+            if not ok:
+                raise TeacherError(f"{flag} must be {rule} (got {value:g})")
+        self.config = config
+        self.pool = KeyPool(config.keys, cooldown, config.env_prefix)
+        first = AsyncOpenAI(base_url=config.base_url, api_key=config.keys[0], max_retries=0, timeout=timeout)
+        self.clients = [first] + [first.with_options(api_key=k) for k in config.keys[1:]]  # one connection pool
+        self.sem = asyncio.Semaphore(concurrency)
+        self.attempts, self.backoff, self.sent, self.strict_model = attempts, backoff, 0, strict_model
+
+    async def check(self) -> None:
+        """Fail at once, clearly, when nothing answers at the base URL, or when its /models list (if it can be read:
+        any other HTTP answer lets the requests tell) does not hold the model."""
+        cfg, role = self.config, self.config.env_prefix.removeprefix("VSLM_").lower()
+        try:
+            body = await self.clients[0].get("/models", cast_to=object, options={"timeout": 10})
+        except APIConnectionError as exc:
+            raise TeacherError(f"cannot reach the {role} at {cfg.base_url} ({type(exc).__name__}) — "
+                               f"check {cfg.env_prefix}_BASE_URL") from None
+        except Exception:
+            return
+        served = served_models(body)
+        if served is None or cfg.model in served or not self.strict_model:
+            return
+        close = difflib.get_close_matches(cfg.model, served, n=1)
+        listed = ", ".join(served[:12]) + (f" … ({len(served)} in all)" if len(served) > 12 else "") or "no model"
+        raise TeacherError(f"{role} model `{cfg.model}` is not served at {cfg.base_url}; it serves: {listed}"
+                           f"{f' (did you mean `{close[0]}`?)' if close else ''} — set {cfg.env_prefix}_MODEL"
+                           + (" or --model (--any-model skips this check)" if role == "teacher" else f" or --{role}-model"))
+
+    async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
+                    extra_body: dict | None = None) -> str:
+        index = await self.pool.pick()
+        name = self.pool.states[index].name
+        self.sent += 1
+        try:
+            resp = await self.clients[index].chat.completions.create(
+                model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
+        except (RateLimitError, AuthenticationError, PermissionDeniedError, InternalServerError) as exc:
+            self.pool.failed(index, exc.status_code, retry_after(exc.response.headers) if exc.status_code == 429 else None)
+            raise Retryable(f"HTTP {exc.status_code} with {name}") from None
+        except APITimeoutError:
+            self.pool.failed(index, None)
+            raise Retryable(f"timed out with {name}") from None
+        except APIConnectionError:
+            self.pool.failed(index, None)
+            raise Retryable(f"connection failed with {name}") from None
+        except APIStatusError as exc:
+            raise TeacherError(f"HTTP {exc.status_code} with {name}") from None
+        except Exception as exc:  # a 200 whose body is not JSON (a proxy hiccup): worth another try; the message may quote the request: drop it
+            self.pool.failed(index, None)
+            raise Retryable(f"unreadable response ({type(exc).__name__}) with {name}") from None
+        try:
+            text = resp.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):  # e.g. an HTML page served with HTTP 200
+            self.pool.failed(index, None)
+            raise Retryable(f"response without a message ({type(resp).__name__}) with {name}") from None
+        self.pool.succeeded(index)
+        return text
+
+    async def chat(self, messages: list[dict[str, str]], max_tokens: int = 512, temperature: float = 0.0,
+                   extra_body: dict | None = None) -> str:
+        async with self.sem:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.attempts), reraise=True, retry=retry_if_exception_type(Retryable),
+                    wait=wait_exponential(min=self.backoff[0], max=self.backoff[1]),
+                ):
+                    with attempt:
+                        return await self._once(messages, max_tokens, temperature, extra_body)
+            except Retryable as exc:
+                raise TeacherError(f"{exc} (gave up after {self.attempts} attempts)") from None
+        raise TeacherError("no attempt was made")  # unreachable
+
+    async def close(self) -> None:
+        await self.clients[0].close()  # the others share its connection pool

@@ -1,0 +1,162 @@
+"""Batch client for any OpenAI-compatible endpoint: greedy, bounded concurrency, retries, resumable cache."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, InternalServerError, RateLimitError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tqdm import tqdm
+
+from ..core.errors import EndpointError, RecipeError
+
+
+def prompt_of(row: dict[str, Any]) -> str:
+    return row["instruction"] + ("\n" + row["input"] if row.get("input") else "")
+
+
+def messages_of(row: dict[str, Any], system: str | None) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    for user, assistant in row.get("history") or []:
+        msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return msgs + [{"role": "user", "content": prompt_of(row)}]
+
+
+def request_key(model: str, messages: list[dict[str, str]], settings: dict[str, Any]) -> str:
+    blob = json.dumps([model, messages, settings], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class AnswerCache:
+    """Append-only JSONL of finished answers; a torn last line (killed mid-write) is ignored."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.done: dict[str, str] = {}
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):  # cut a torn last line so the next append starts clean
+                data = data[: data.rfind(b"\n") + 1]
+                with path.open("r+b") as handle:
+                    handle.truncate(len(data))
+                    os.fsync(handle.fileno())
+            for line in data.decode("utf-8").splitlines():
+                try:
+                    item = json.loads(line)
+                    self.done[item["key"]] = item["answer"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+
+    def add(self, key: str, row_id: str, model: str, answer: str) -> None:
+        self.done[key] = answer
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"key": key, "id": row_id, "model": model, "answer": answer}, ensure_ascii=False) + "\n")
+            handle.flush()  # in the OS's hands: survives a killed process (fsync per answer would cap throughput)
+
+
+def describe_body(resp: httpx.Response) -> str:
+    """What came back, in a few words for a message: an HTML page, a JSON list, ..."""
+    text = resp.content[:512].decode("utf-8", errors="replace").lstrip()
+    if "html" in resp.headers.get("content-type", "") or text[:1] == "<":
+        return "an HTML page"
+    try:
+        body = resp.json()
+    except ValueError:
+        return "text that is not JSON" if text else "an empty body"
+    if isinstance(body, dict):
+        return "a JSON object without a `data` list of models"
+    return "a JSON " + {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(body), "null")
+
+
+def served_models(resp: httpx.Response) -> list[str] | None:
+    """The model ids of an OpenAI-style /models answer ({"data": [{"id": ...}, ...]}), or None if it is not one."""
+    try:
+        body = resp.json()
+    except ValueError:  # JSONDecodeError, or bytes that are not text
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+        return None
+    return [m["id"] for m in data]
+
+
+def check_endpoint(base_url: str, model: str, api_key: str, strict_model: bool) -> list[str]:
+    try:
+        resp = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise EndpointError(f"cannot reach {base_url} ({type(exc).__name__}) — start a server with `vslm serve <recipe>` or fix --base-url") from None
+    if resp.status_code != 200:
+        raise EndpointError(f"{base_url}/models answered HTTP {resp.status_code} — check --base-url and the API key")
+    served = served_models(resp)
+    if served is None:
+        raise EndpointError(f"{base_url}/models answered HTTP 200 but not an OpenAI-compatible /models answer "
+                            f"({describe_body(resp)}) — check --base-url: it must be the server's OpenAI API root, usually ending in /v1")
+    if strict_model and model not in served:
+        raise EndpointError(f"model `{model}` is not served at {base_url}; it serves: {', '.join(served) or 'nothing'}")
+    return served
+
+
+async def _ask_all(base_url: str, model: str, rows: list[dict[str, Any]], system: str | None, cache: AnswerCache,
+                   settings: dict[str, Any], concurrency: int, api_key: str, extra_body: dict[str, Any],
+                   per_row_extra: list[dict[str, Any] | None], label: str) -> dict[str, str]:
+    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=settings.get("timeout", 300))
+    sem = asyncio.Semaphore(concurrency)
+    answers: dict[str, str] = {}
+    todo = []
+    for row, extra in zip(rows, per_row_extra):
+        msgs = messages_of(row, system)
+        key = request_key(model, msgs, {**settings, "extra": {**extra_body, **(extra or {})}})
+        if key in cache.done:
+            answers[row["id"]] = cache.done[key]
+        else:
+            todo.append((row, msgs, key, extra))
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"eval {label}", unit="q", dynamic_ncols=True)
+
+    async def one(row, msgs, key, extra):
+        async with sem:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(settings.get("retries", 4)), wait=wait_exponential(min=0.5, max=8), reraise=True,
+                retry=retry_if_exception_type((APIConnectionError, APITimeoutError, InternalServerError, RateLimitError)),
+            ):
+                with attempt:
+                    resp = await client.chat.completions.create(
+                        model=model, messages=msgs, temperature=0.0, top_p=1.0, max_tokens=settings["max_tokens"],
+                        extra_body={**extra_body, **(extra or {})} or None,
+                    )
+            answer = resp.choices[0].message.content or ""
+            cache.add(key, row["id"], model, answer)
+            answers[row["id"]] = answer
+            bar.update(1)
+
+    try:
+        results = await asyncio.gather(*(one(*t) for t in todo), return_exceptions=True)
+    finally:
+        bar.close()
+        await client.close()
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        first = failures[0]
+        detail = f"HTTP {first.status_code}" if isinstance(first, APIStatusError) else type(first).__name__
+        raise EndpointError(f"{len(failures)} of {len(todo)} requests to {base_url} failed ({detail}); "
+                            f"{len(answers)} finished answers are kept in {cache.path} and will not be asked again")
+    return answers
+
+
+def ask_all(base_url: str, model: str, rows: list[dict[str, Any]], *, system: str | None, cache_path: Path,
+            max_tokens: int = 256, concurrency: int = 8, api_key: str | None = None, extra_body: dict[str, Any] | None = None,
+            per_row_extra: list[dict[str, Any] | None] | None = None, strict_model: bool = True, label: str = "") -> dict[str, str]:
+    """Answers by row id. Every finished answer is on disk before the next is counted."""
+    if concurrency < 1 or max_tokens < 1:  # a zero-slot semaphore would wait forever
+        raise RecipeError(f"concurrency and max_tokens must be 1 or more (got {concurrency} and {max_tokens})")
+    api_key = api_key or os.environ.get("VSLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    check_endpoint(base_url, model, api_key, strict_model)
+    settings = {"max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0}
+    return asyncio.run(_ask_all(base_url, model, rows, system, AnswerCache(cache_path), settings, concurrency, api_key,
+                                extra_body or {}, per_row_extra or [None] * len(rows), label or model))

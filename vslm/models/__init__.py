@@ -1,0 +1,1 @@
+"""Base models: the Qwen tokenizer and the tiny offline models the tests and the CPU demo train."""
