@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_train.py --parts c --e2e reuse --rss-json benchmarks/results/demo_rss.json
 
 a. Framework overhead: `llamafactory-cli train recipes/telecom_r32.yaml` + its tiny-profile overrides
-   (vslm.recipes.matrix.profile_overrides) + max_steps=N, no eval, no checkpoints, output to a temp dir — against a
+   (vslm.recipes.resolve) + max_steps=N, no eval, no checkpoints, output to a temp dir — against a
    hand-written PEFT + transformers Trainer loop (benchmarks/hf_lora_baseline.py) on the same rows, chat
    format, label masking, LoRA r32/α64 on all linear projections, cutoff, batch, steps, lr, fp32 CPU.
    tokens/s = tokens fed to the model (Trainer's num_input_tokens_seen="all", padding included) ÷
@@ -55,7 +55,8 @@ from _common import (
     row_lengths,
 )
 
-from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes, profile_overrides
+from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes
+from vslm.recipes.resolve import resolve
 
 RECIPE = "telecom_r32"
 TINY = "tiny-qwen2"
@@ -147,7 +148,7 @@ def ensure_tiny() -> Path:
 
 def lf_overrides(steps: int, out: Path, **extra: Any) -> dict[str, Any]:
     recipe = get_recipe(RECIPE)
-    over = profile_overrides(recipe, recipe.stage("train"), "tiny", load_matrix())
+    over = dict(resolve(recipe, "tiny").stage("train").overrides)
     # no checkpoint inside the run (`save_strategy=no` would reach LlamaFactory's CLI parser as YAML false);
     # eval is off already (val_size 0, do_eval false by default)
     over.update(max_steps=steps, output_dir=str(out), save_steps=10 ** 6, plot_loss=False, overwrite_output_dir=True, include_num_input_tokens_seen="all", report_to="none",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from vslm.eval.evaluate import evaluate, load_eval_rows
 from vslm.core.jsonio import atomic_write_json
-from vslm.recipes.matrix import get_recipe, load_matrix, profile_overrides
+from vslm.recipes.matrix import get_recipe
+from vslm.recipes.resolve import resolve
 from vslm.core.paths import ROOT
-from vslm.serve.servers import free_port, vllm_python, vllm_server
+from vslm.serve.servers import free_port, recipe_vllm_server, vllm_python
 
 
 def main() -> None:
@@ -28,12 +29,11 @@ def main() -> None:
     if not python:
         raise SystemExit("vLLM is not installed: make vllm")
     recipe = get_recipe(args.recipe)
-    over = profile_overrides(recipe, recipe.stage("infer"), "tiny", load_matrix())
+    plan = resolve(recipe, "tiny")
     rows = load_eval_rows(recipe["eval_set"], args.limit)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        server = vllm_server(python, str(ROOT / over["model_name_or_path"]), {recipe.name: str(ROOT / over["adapter_name_or_path"])},
-                             recipe["serve_max_lora_rank"], free_port(), Path(tmp) / "vllm.log")
+        server = recipe_vllm_server(python, plan, free_port(), Path(tmp) / "vllm.log")
         with server.start(timeout=600):
             for conc in args.concurrency:
                 t0 = time.perf_counter()

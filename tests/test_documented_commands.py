@@ -15,8 +15,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from vslm.core.errors import RecipeError
-from vslm.recipes.matrix import Stage, get_recipe, load_matrix, profile_overrides, saves_root
-from vslm.train.run import check_stage_arguments, effective_config, llamafactory_cli, parse_overrides, preflight, stage_overrides
+from vslm.recipes.matrix import Stage, get_recipe, load_matrix
+from vslm.recipes.resolve import resolve
+from vslm.train.run import check_stage_arguments, llamafactory_cli, parse_overrides, preflight
 from vslm.recipes.validate import _kind_of, argument_problems, gpu_package_problems, load_like_llamafactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,28 +122,26 @@ def _vslm(request, words: list[str]) -> None:
     if args.command in ("train", "merge", "demo"):
         recipe = get_recipe(args.recipe)
         extra_overrides = parse_overrides(getattr(args, "overrides", []))
+        plan = resolve(recipe, args.profile, extra_overrides)
         if args.command in ("train", "demo"):
-            first, *later = recipe.train_stages
-            over = stage_overrides(recipe, first, args.profile, extra_overrides)
-            _check_stage(request, first, over, effective_config(first, over), adapter_may_be_missing=False)
-            for stage in later:  # as `vslm train` does: LlamaFactory's parser before the first stage trains
-                config = effective_config(stage, stage_overrides(recipe, stage, args.profile, extra_overrides))
+            first, *later = plan.train_stages
+            _check_stage(request, first.stage, first.overrides, first.config, adapter_may_be_missing=False)
+            for run in later:  # as `vslm train` does: LlamaFactory's parser before the first stage trains
+                config = run.config
                 _ensure_model(request, config["model_name_or_path"])
                 try:
-                    check_stage_arguments(recipe, stage, args.profile, extra_overrides)
+                    check_stage_arguments(run)
                 except RecipeError as exc:  # a GPU command on this CPU machine: only its absent GPU packages may fail
                     missing = gpu_package_problems(config)
                     if not missing or set(str(exc).split(": ", 1)[1].split("; ")) != set(missing):
                         raise
         if args.command in ("merge", "demo"):
-            stage = recipe.stage("merge")
-            over = stage_overrides(recipe, stage, args.profile, extra_overrides)
-            _check_stage(request, stage, over, effective_config(stage, over), adapter_may_be_missing=True)
+            run = plan.stage("merge")
+            _check_stage(request, run.stage, run.overrides, run.config, adapter_may_be_missing=True)
     elif args.command == "serve":
         recipe = get_recipe(args.recipe)
-        stage = recipe.stage("infer")
-        over = profile_overrides(recipe, stage, args.profile, load_matrix(), saves_root())
-        _check_stage(request, stage, over, effective_config(stage, over), adapter_may_be_missing=True)
+        run = resolve(recipe, args.profile).stage("infer")
+        _check_stage(request, run.stage, run.overrides, run.config, adapter_may_be_missing=True)
     elif args.command == "eval":
         from vslm.eval.evaluate import load_eval_rows
 

@@ -100,24 +100,20 @@ def cmd_merge(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    from .recipes.matrix import get_recipe, load_matrix, profile_overrides, saves_root
     from .core.paths import ROOT
-    from .serve.servers import llamafactory_api, vllm_python, vllm_server
+    from .recipes.matrix import get_recipe
+    from .recipes.resolve import resolve
+    from .serve.servers import llamafactory_api, recipe_vllm_server, vllm_for
 
     recipe = get_recipe(args.recipe)
-    infer = recipe.stage("infer")
-    over = profile_overrides(recipe, infer, args.profile, load_matrix(), saves_root())
-    base = over.get("model_name_or_path", recipe["model"])
-    adapter = over.get("adapter_name_or_path", recipe["adapter_dir"])
-    python = vllm_python() if args.backend != "llamafactory" else None
-    if args.backend == "vllm" and not python:
-        raise RecipeError("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU)")
-    log = ROOT / "saves" / "serve" / f"{recipe.name}.log"
+    plan = resolve(recipe, args.profile)
+    python = vllm_for(args.backend)
     if python:
-        base_path = str(ROOT / base) if (ROOT / base).exists() else base
-        server = vllm_server(python, base_path, {recipe.name: str(ROOT / adapter)}, recipe["serve_max_lora_rank"], args.port, log)
+        server = recipe_vllm_server(python, plan, args.port, plan.serve_log)
     else:
-        server = llamafactory_api(ROOT / infer.path, [f"{k}={v}" for k, v in over.items()], args.port, log, name=recipe.name)
+        infer = plan.stage("infer")
+        server = llamafactory_api(ROOT / infer.recipe_file, [f"{k}={v}" for k, v in infer.overrides.items()], args.port,
+                                  plan.serve_log, name=recipe.name)
     with server:
         print(f"serving `{recipe.name}` at {server.base_url}; models: base, {recipe.name} (Ctrl-C stops it)", flush=True)
         try:
@@ -146,26 +142,24 @@ def add_judge_flags(p) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval.evaluate import evaluate, load_eval_rows
     from .core.jsonio import atomic_write_json
+    from .eval.evaluate import evaluate, load_eval_rows
     from .recipes.matrix import get_recipe
-    from .core.paths import ROOT
+    from .recipes.resolve import resolve
 
     recipe = get_recipe(args.recipe)
     rows = load_eval_rows(args.eval_set or recipe["eval_set"], args.limit)
-    out = Path(args.out or ROOT / "saves" / "eval" / recipe.name / f"{args.model}{'-rag' if args.rag else ''}.json")
+    out = Path(args.out or resolve(recipe).eval_file(args.model, args.rag))
     rag_kw, retrieval = {}, None
-    if args.rag or args.verify or args.regenerate_below is not None:  # retrieve from the recipe's knowledge (vslm.rag)
+    if args.rag or args.verify or args.regenerate_below is not None:  # retrieve from the recipe's knowledge (vslm.eval.rag)
         from .core.jsonio import read_text
-        from .eval.rag import TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+        from .eval.rag import TEMPLATE, check_template, retrieval_for
 
         if args.rag_template and not args.rag_template.is_file():
             raise DataError(f"--rag-template {args.rag_template}: file not found (a text file with {{passages}} and {{question}})")
         template = check_template(read_text(args.rag_template)) if args.rag_template else TEMPLATE
-        index = load_index(recipe)
-        found, ms = retrieve(index, rows, args.rag_k)
-        retrieval = retrieval_record(index, rows, found, args.rag_k, ms, template)
-        rag_kw = dict(passages=passage_texts(found), template=template if args.rag else None,
+        retrieval, passages = retrieval_for(recipe, None, rows, args.rag_k, template)
+        rag_kw = dict(passages=passages, template=template if args.rag else None,
                       regenerate_below=args.regenerate_below, verify_threshold=args.verify_threshold)
     args.cache_path = out.with_suffix(".cache.jsonl")  # named by main() if the run is interrupted
     common = dict(base_url=args.base_url.rstrip("/"), model=args.model, system=recipe["system"],
@@ -194,13 +188,14 @@ def cmd_eval(args) -> None:
 
 
 def cmd_probe(args) -> None:
-    from .recipes.matrix import get_recipe
-    from .core.paths import ROOT, rel
-    from .recipes.matrix import saves_root
+    from .core.paths import rel
     from .eval.probe import probe
+    from .recipes.matrix import get_recipe
+    from .recipes.resolve import resolve
 
-    args.cache_path = (args.out or ROOT / saves_root() / "probe" / args.recipe) / "cache.jsonl"  # named by main() if interrupted
-    result = probe(get_recipe(args.recipe), base_url=args.base_url.rstrip("/"), model=args.model, eval_file=args.eval_file,
+    recipe = get_recipe(args.recipe)
+    args.cache_path = (args.out or resolve(recipe).probe_dir) / "cache.jsonl"  # named by main() if interrupted
+    result = probe(recipe, base_url=args.base_url.rstrip("/"), model=args.model, eval_file=args.eval_file,
                    out_dir=args.out, limit=args.limit, max_tokens=args.max_tokens, concurrency=args.concurrency,
                    strict_model=not args.any_model, labels=args.write_labels, replace=args.replace)
     counts = result["counts"]
@@ -211,11 +206,11 @@ def cmd_probe(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .recipes.matrix import saves_root
-    from .core.paths import ROOT
     from .pipeline import demo
+    from .recipes.matrix import get_recipe
+    from .recipes.resolve import resolve
 
-    args.cache_path = ROOT / saves_root() / args.profile / args.recipe / "eval" / "cache"  # as pipeline.demo writes it
+    args.cache_path = resolve(get_recipe(args.recipe), args.profile).eval_dir / "cache"  # as pipeline.demo writes it
 
     demo(args.recipe, args.profile, backend=args.backend, port=args.port, limit=args.limit, skip_train=args.skip_train,
          judge=judge_of(args))

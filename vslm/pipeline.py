@@ -9,12 +9,13 @@ from typing import Any
 
 from .eval.evaluate import evaluate, load_eval_rows, taught_rows
 from .eval.judge import JudgeSpec
-from .recipes.matrix import Recipe, format_overrides, get_recipe, load_matrix, profile_overrides, saves_root
+from .recipes.matrix import Recipe, format_overrides, get_recipe
+from .recipes.resolve import resolve
 from .core.paths import ROOT, rel
 from .eval.report import write_report
-from .serve.servers import free_port, llamafactory_api, vllm_python, vllm_server
+from .serve.servers import free_port, llamafactory_api, recipe_vllm_server, vllm_for
 from .models.tiny import build_tiny
-from .train.run import merge, stage_overrides, train
+from .train.run import merge, train
 
 
 def _step(n: int, total: int, text: str) -> None:
@@ -28,14 +29,10 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     """Evaluate base and fine-tuned on the recipe's held-out set, its taught set (the training questions behind it, an
     injection check) and the general set; returns {"results", "taught", "general", "backend", "rows", "taught_rows",
     "general_rows", "base_model", "merged_dir", "fine_tuned", "rag"}. With `rag`, on the held-out set only (to keep the
-    run short): top-k passages are retrieved from the recipe's knowledge (vslm.rag), every answer is verified against
-    them (vslm.verify), and both models answer again with the passages in the prompt ("base + RAG", "fine-tuned + RAG")."""
-    matrix = load_matrix()
-    infer = recipe.stage("infer")
-    infer_overrides = profile_overrides(recipe, infer, profile, matrix, saves_root())
-    base_model = infer_overrides.get("model_name_or_path", recipe["model"])
-    adapter_dir = infer_overrides.get("adapter_name_or_path", recipe["adapter_dir"])
-    merged_dir = profile_overrides(recipe, recipe.stage("merge"), profile, matrix, saves_root()).get("export_dir", recipe["merged_dir"])
+    run short): top-k passages are retrieved from the recipe's knowledge (vslm.eval.rag), every answer is verified against
+    them (vslm.eval.verify), and both models answer again with the passages in the prompt ("base + RAG", "fine-tuned + RAG")."""
+    plan = resolve(recipe, profile)
+    base_model, adapter_dir, merged_dir = plan.base_model, plan.adapter_dir, plan.merged_dir
     sets = {"eval": load_eval_rows(recipe["eval_set"], limit)}
     taught = taught_rows(sets["eval"], recipe["datasets"], recipe["eval_set"])
     if taught:
@@ -46,49 +43,44 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                   concurrency=concurrency, enable_thinking=recipe["enable_thinking"], judge=judge)
     retrieval, extra = None, {name: {} for name in sets}
     if rag:
-        from .eval.rag import DEFAULT_K, TEMPLATE, check_template, load_index, passage_texts, retrieval_record, retrieve
+        from .eval.rag import DEFAULT_K, TEMPLATE, check_template, retrieval_for
 
         rag_k, rag_template = rag_k or DEFAULT_K, check_template(rag_template or TEMPLATE)
-        index = load_index(recipe, profile)
-        found, ms = retrieve(index, sets["eval"], rag_k)
-        retrieval = retrieval_record(index, sets["eval"], found, rag_k, ms, rag_template)
+        retrieval, passages = retrieval_for(recipe, profile, sets["eval"], rag_k, rag_template)
         # every held-out answer is verified against the passages; the "+ RAG" runs also see them
-        extra["eval"] = dict(passages=passage_texts(found), regenerate_below=regenerate_below,
+        extra["eval"] = dict(passages=passages, regenerate_below=regenerate_below,
                              count_tokens=token_counter(ROOT / base_model))
     rag_runs = {"eval": rag_template} if rag else {}
     results_rag: dict[str, dict] = {}
-    python = vllm_python() if backend in ("auto", "vllm") else None
-    if backend == "vllm" and python is None:
-        raise SystemExit("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU), or use --backend llamafactory")
+    python = vllm_for(backend)
     port = port or free_port()
     logs = out_dir / "logs"
     results: dict[str, dict[str, dict]] = {name: {} for name in sets}
+
+    def ask(server, set_name: str, label: str, model: str, **how) -> None:
+        """One set through one served model; a set in rag_runs once more with the passages in the prompt."""
+        rows = sets[set_name]
+        results[set_name][label] = evaluate(rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
+                                            label=f"{set_name}/{label}", **how, **common, **extra[set_name])
+        if set_name in rag_runs:
+            results_rag[f"{label} + RAG"] = evaluate(
+                rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
+                label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **how, **common, **extra[set_name])
+
     if python:
-        server = vllm_server(python, str(ROOT / base_model), {recipe.name: str(ROOT / adapter_dir)},
-                             recipe["serve_max_lora_rank"], port, logs / "vllm.log")
-        with server:
-            for set_name, rows in sets.items():
+        with recipe_vllm_server(python, plan, port, logs / "vllm.log") as server:
+            for set_name in sets:
                 for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
-                    results[set_name][label] = evaluate(rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
-                                                        structured=True, label=f"{set_name}/{label}", **common, **extra[set_name])
-                    if set_name in rag_runs:
-                        results_rag[f"{label} + RAG"] = evaluate(
-                            rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
-                            structured=True, label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **common, **extra[set_name])
+                    ask(server, set_name, label, model, structured=True)
         used = "vllm"
     else:
         variants = (("base", [f"model_name_or_path={base_model}", "adapter_name_or_path=null"]),
                     ("fine-tuned", [f"model_name_or_path={merged_dir}", "adapter_name_or_path=null"]))
         for label, overrides in variants:
-            server = llamafactory_api(ROOT / infer.path, overrides, port, logs / f"api-{label}.log", name=f"{recipe.name}-{label}")
+            server = llamafactory_api(ROOT / plan.stage("infer").recipe_file, overrides, port, logs / f"api-{label}.log", name=f"{recipe.name}-{label}")
             with server:
-                for set_name, rows in sets.items():
-                    results[set_name][label] = evaluate(rows, base_url=server.base_url, model=server.name, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
-                                                        strict_model=False, label=f"{set_name}/{label}", **common, **extra[set_name])
-                    if set_name in rag_runs:
-                        results_rag[f"{label} + RAG"] = evaluate(
-                            rows, base_url=server.base_url, model=server.name, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
-                            strict_model=False, label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **common, **extra[set_name])
+                for set_name in sets:
+                    ask(server, set_name, label, server.name, strict_model=False)
         used = "llamafactory-api"
     return {"results": results["eval"], "taught": results.get("taught"), "general": results.get("general"), "backend": used,
             "rows": sets["eval"], "taught_rows": sets.get("taught"), "general_rows": sets.get("general"),
@@ -115,7 +107,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
     from .train.run import llamafactory_cli
 
     stage = recipe.stage("train")
-    overrides = {**stage_overrides(recipe, stage, profile, None),
+    overrides = {**resolve(recipe, profile).stage("train").overrides,
                  "model_name_or_path": model_path, "do_train": False, "do_eval": True, "eval_dataset": recipe["eval_set"],
                  "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
     overrides.pop("adapter_name_or_path", None)
@@ -134,9 +126,9 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     started = time.monotonic()
     timings: dict[str, float] = {}
     recipe = get_recipe(recipe_name)
-    matrix = load_matrix()
-    tiny_name = Path(matrix["families"][recipe["family"]]["tiny_model"]).name
-    out_dir = ROOT / saves_root() / profile / recipe.name / "eval"
+    plan = resolve(recipe, profile)
+    tiny_name = Path(plan.tiny_model).name
+    out_dir = plan.eval_dir
 
     def lap(name: str, t0: float) -> None:
         timings[name] = round(time.monotonic() - t0, 1)
@@ -147,7 +139,7 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     lap("tiny_model", t0)
     t0 = time.monotonic()
     _step(2, 5, f"train {recipe.name} in the {profile} profile (LoRA r{recipe['lora']['rank']}/α{recipe['lora']['alpha']})")
-    train_overrides = profile_overrides(recipe, recipe.stage("train"), profile, matrix, saves_root())
+    train_overrides = plan.stage("train").overrides
     adapter_dir = ROOT / train_overrides["output_dir"]
     if not (skip_train and (adapter_dir / "adapter_model.safetensors").is_file()):
         train(recipe, profile)

@@ -16,6 +16,7 @@ from conftest import ROOT, run
 from vslm.eval.evaluate import evaluate, load_eval_rows
 from vslm.recipes.matrix import get_recipe, load_matrix, load_recipes, profile_overrides
 from vslm.eval.report import write_report
+from vslm.recipes.resolve import ServeSettings
 from vslm.serve.servers import free_port, vllm_python, vllm_server
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,8 @@ def servers(adapters, tmp_path_factory):
             if not names:
                 continue
             rank = max(get_recipe(n)["serve_max_lora_rank"] for n in names)
-            server = vllm_server(PYTHON, str(ROOT / spec["tiny_model"]), {n: str(adapters[n]) for n in names}, rank,
+            server = vllm_server(PYTHON, str(ROOT / spec["tiny_model"]), {n: str(adapters[n]) for n in names},
+                                 ServeSettings(max_model_len=2048, max_lora_rank=rank, dtype="float32"),
                                  free_port(), tmp_path_factory.mktemp(f"vllm-{family}") / "vllm.log")
             server.start(timeout=600)
             started[family] = server

@@ -135,9 +135,10 @@ def test_every_profile_variant_goes_through_llamafactorys_parser(tmp_path, monke
 
 def test_command_line_overrides_are_typed_as_llamafactory_cli_types_them():
     from vslm.recipes.matrix import get_recipe
+    from vslm.recipes.resolve import resolve
     from vslm.train.run import check_stage_arguments, parse_overrides
 
     over = parse_overrides(["learning_rate=1e-2", "max_steps=5", "adapter_name_or_path=null", "dataset=a,b", "use_cpu=true"])
     assert over == {"learning_rate": 0.01, "max_steps": 5, "adapter_name_or_path": None, "dataset": "a,b", "use_cpu": True}
     recipe = get_recipe("telecom_r32")
-    check_stage_arguments(recipe, recipe.stage("train"), "tiny", parse_overrides(["learning_rate=1e-2"]))  # no error
+    check_stage_arguments(resolve(recipe, "tiny", parse_overrides(["learning_rate=1e-2"])).stage("train"))  # no error

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import run
+from vslm.recipes.resolve import ServeSettings
 from vslm.serve.servers import free_port, vllm_python, vllm_server
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,8 @@ def platform_adapter(tiny_qwen3, tmp_path_factory):
 @pytest.fixture(scope="session")
 def vllm_qwen3(tiny_qwen3, platform_adapter, tmp_path_factory):
     assert PYTHON, "vLLM is not installed: `make test` installs it with scripts/install_vllm.sh"
-    server = vllm_server(PYTHON, str(tiny_qwen3), {"platform_classifier": str(platform_adapter)}, 16, free_port(),
+    server = vllm_server(PYTHON, str(tiny_qwen3), {"platform_classifier": str(platform_adapter)},
+                         ServeSettings(max_model_len=2048, max_lora_rank=16, dtype="float32"), free_port(),
                          tmp_path_factory.mktemp("vllm") / "vllm.log")
     server.start(timeout=600)
     yield server

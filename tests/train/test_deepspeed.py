@@ -113,53 +113,55 @@ def test_a_fixed_value_that_contradicts_the_recipe_fails_before_training(tmp_pat
 def test_zero3_over_several_cpu_processes_is_refused_in_preflight(tmp_path, monkeypatch):
     """Measured here: ZeRO-3 over 2 CPU processes started from wrong weights on some runs (first losses 8.72, 9.75 vs
     DDP's 7.70), so without a GPU it stops before anything runs; one process, or ZeRO-2, goes on."""
+    from vslm.recipes import resolve
     from vslm.train import run as train
     from vslm.core.errors import RecipeError
     from vslm.recipes.matrix import get_recipe
 
     monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
-    assert train.accelerator_count() == 0, "this test describes a CPU-only machine"
+    assert resolve.accelerator_count() == 0, "this test describes a CPU-only machine"
     recipe = get_recipe("telecom_r32")
     stage = recipe.stage("train")
     z3, z2 = {"deepspeed": "recipes/deepspeed/ds_z3.json"}, {"deepspeed": "recipes/deepspeed/ds_z2.json"}
     monkeypatch.setenv("NPROC_PER_NODE", "1")
-    assert train.stage_overrides(recipe, stage, "tiny", z3)["use_cpu"] is True, "one process: nothing to refuse"
+    assert resolve.stage_overrides(recipe, stage, "tiny", z3)["use_cpu"] is True, "one process: nothing to refuse"
     monkeypatch.setenv("NPROC_PER_NODE", "2")
-    assert train.stage_overrides(recipe, stage, "tiny", z2)["use_cpu"] is True, "ZeRO-2 works on CPU"
+    assert resolve.stage_overrides(recipe, stage, "tiny", z2)["use_cpu"] is True, "ZeRO-2 works on CPU"
     with pytest.raises(RecipeError) as err:
         train.train(recipe, "tiny", z3)
     assert str(err.value) == ("recipes/telecom_r32.yaml: deepspeed: ZeRO-3 (recipes/deepspeed/ds_z3.json) over 2 CPU processes "
-                              + train.ZERO3_ON_CPU)
+                              + resolve.ZERO3_ON_CPU)
     assert not list(tmp_path.rglob("*"))
 
 
 def test_zero3_over_several_gpus_drops_the_profiles_use_cpu(monkeypatch, capsys):
-    from vslm.train import run as train
+    from vslm.recipes import resolve
     from vslm.recipes.matrix import get_recipe
 
-    monkeypatch.setattr(train, "accelerator_count", lambda: 2)
+    monkeypatch.setattr(resolve, "accelerator_count", lambda: 2)
     recipe = get_recipe("telecom_r32")
     stage = recipe.stage("train")
     z3, z2 = {"deepspeed": "recipes/deepspeed/ds_z3.json"}, {"deepspeed": "recipes/deepspeed/ds_z2.json"}
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     monkeypatch.setenv("NPROC_PER_NODE", "1")
-    assert train.stage_overrides(recipe, stage, "tiny", z3)["use_cpu"] is True, "one process: nothing to fix"
+    assert resolve.stage_overrides(recipe, stage, "tiny", z3)["use_cpu"] is True, "one process: nothing to fix"
     monkeypatch.setenv("NPROC_PER_NODE", "2")
-    assert train.stage_overrides(recipe, stage, "tiny", z2)["use_cpu"] is True, "ZeRO-2 works with use_cpu"
-    assert "use_cpu" not in train.stage_overrides(recipe, stage, "tiny", z3)
+    assert resolve.stage_overrides(recipe, stage, "tiny", z2)["use_cpu"] is True, "ZeRO-2 works with use_cpu"
+    assert "use_cpu" not in resolve.stage_overrides(recipe, stage, "tiny", z3)
     assert "note: dropped the profile's use_cpu=true: ZeRO-3 (recipes/deepspeed/ds_z3.json) over 2 processes" in capsys.readouterr().out
     monkeypatch.setenv("NPROC_PER_NODE", "1")
     monkeypatch.setenv("NNODES", "2")
-    assert "use_cpu" not in train.stage_overrides(recipe, stage, "tiny", z3), "two nodes of one process are two processes"
+    assert "use_cpu" not in resolve.stage_overrides(recipe, stage, "tiny", z3), "two nodes of one process are two processes"
 
 
 def test_zero3_on_gpus_with_an_explicit_use_cpu_fails_in_preflight(tmp_path, monkeypatch):
+    from vslm.recipes import resolve
     from vslm.train import run as train
     from vslm.core.errors import RecipeError
     from vslm.recipes.matrix import get_recipe
 
-    monkeypatch.setattr(train, "accelerator_count", lambda: 2)
+    monkeypatch.setattr(resolve, "accelerator_count", lambda: 2)
     monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     monkeypatch.setenv("NPROC_PER_NODE", "2")
@@ -188,17 +190,18 @@ def test_a_gpu_switch_without_its_package_fails_in_preflight_naming_package_and_
     assert "$ llamafactory-cli" not in out.stdout and not (ROOT / "saves" / "telecom_r32").exists()
     from vslm.core.errors import RecipeError
     from vslm.recipes.matrix import get_recipe
+    from vslm.recipes.resolve import resolve
     from vslm.train.run import check_stage_arguments
 
     recipe = get_recipe("telecom_r32")
     with pytest.raises(RecipeError, match="flash_attn: fa2 needs the `flash-attn` package") as err:
-        check_stage_arguments(recipe, recipe.stage("train"), "tiny", {"flash_attn": "fa2"})
+        check_stage_arguments(resolve(recipe, "tiny", {"flash_attn": "fa2"}).stage("train"))
     assert "liger-kernel" not in str(err.value), "the tiny profile turns Liger off"
 
 
 def test_the_tiny_profile_needs_no_gpu_package_and_deepspeed_is_named_when_absent():
     from vslm.recipes.matrix import get_recipe
-    from vslm.train.run import effective_config, stage_overrides
+    from vslm.recipes.resolve import effective_config, stage_overrides
     from vslm.recipes.validate import gpu_package_problems
 
     for name in ("telecom_r32", "finance_rules", "platform_classifier"):

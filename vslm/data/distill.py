@@ -2,7 +2,7 @@
 
 documents -> chunks (size/overlap) -> questions per chunk (count scaled to its length) -> an answer per
 question from its chunk -> rule filter (+ optional LLM-judge score) -> near-duplicate removal ->
-paraphrases (same answer) -> <work>/<name>_distilled.jsonl (with provenance) -> vslm.convert -> datasets/<name>/.
+paraphrases (same answer) -> <work>/<name>_distilled.jsonl (with provenance) -> vslm.data.convert -> datasets/<name>/.
 
 Every teacher answer is appended to the request cache (flushed at once; saves/distill/cache.jsonl, shared by
 every --name, or <work>/cache.jsonl with --work) under a hash of (stage, chunk,

@@ -182,8 +182,8 @@ def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: s
              regenerate_below: float | None = None, verify_threshold: float | None = None,
              count_tokens: Callable[[str], int] | None = None) -> dict[str, Any]:
     """Ask, score and summarise. With `passages` ({row id: retrieved texts}) every answer is also verified against
-    them (vslm.verify: consistency score, flagged below `verify_threshold`); with `template` too, the passages go
-    into the prompt (retrieval-augmented answers, vslm.rag); `regenerate_below` asks a flagged answer again with the
+    them (vslm.eval.verify: consistency score, flagged below `verify_threshold`); with `template` too, the passages go
+    into the prompt (retrieval-augmented answers, vslm.eval.rag); `regenerate_below` asks a flagged answer again with the
     passages in the prompt (rag.REGENERATE_TEMPLATE: only what they say, else say so) and keeps the second answer
     (the first stays under `first_answers`). Rows are scored as written, whatever the prompt was."""
     from .rag import REGENERATE_TEMPLATE, with_passages
@@ -193,7 +193,7 @@ def evaluate(rows: list[dict[str, Any]], *, base_url: str, model: str, system: s
     if enable_thinking is False:
         extra["chat_template_kwargs"] = {"enable_thinking": False}
     if (template or regenerate_below is not None) and passages is None:
-        raise DataError("retrieval-augmented prompts or regeneration need the retrieved passages (vslm.rag)")
+        raise DataError("retrieval-augmented prompts or regeneration need the retrieved passages (vslm.eval.rag)")
     threshold = THRESHOLD if verify_threshold is None else verify_threshold
 
     def ask(todo: list[dict[str, Any]], cache: Path, prompt: str | None) -> tuple[dict[str, str], list[dict[str, Any]]]:

@@ -20,9 +20,10 @@ from .evaluate import eval_set_path, question_index, read_eval_file, training_ro
 from ..core.errors import DataError
 from ..core.jsonio import atomic_write_json, atomic_write_text, read_text, sha256_file, text_lines
 from ..core.errors import RecipeError
-from ..recipes.matrix import Recipe, saves_root
+from ..recipes.matrix import Recipe
+from ..recipes.resolve import resolve
 from .metrics import key_fact_recall, measure_of, normalize
-from ..core.paths import ROOT, rel
+from ..core.paths import rel
 
 
 def probe_questions(rows: list[dict[str, Any]], train_names: list[str]) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ def probe(recipe: Recipe, *, base_url: str, model: str = "base", eval_file: Path
     if labels:
         check_labels_writable(path, replace)
     before = sha256_file(path)
-    out_dir = Path(out_dir) if out_dir else ROOT / saves_root() / "probe" / recipe.name
+    out_dir = Path(out_dir) if out_dir else resolve(recipe).probe_dir
     max_tokens = max_tokens or recipe["max_new_tokens"]
     extra = {"chat_template_kwargs": {"enable_thinking": False}} if recipe["enable_thinking"] is False else None
     answers = ask_all(base_url, model, questions, system=recipe["system"], cache_path=out_dir / "cache.jsonl", max_tokens=max_tokens,

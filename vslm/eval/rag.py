@@ -168,9 +168,9 @@ class Index:
 
 
 def index_dir(recipe, profile: str | None = None) -> Path:
-    from ..recipes.matrix import saves_root
+    from ..recipes.resolve import resolve
 
-    return ROOT / saves_root() / (profile or "") / recipe.name / "rag"
+    return resolve(recipe, profile).rag_dir
 
 
 def fingerprint(sources: list[Path]) -> str:
@@ -250,6 +250,14 @@ def retrieval_record(index: Index, rows: list[dict[str, Any]], found: dict[str, 
     return {"knowledge": index.knowledge, "index": rel(index.where) if index.where else None, "passages": len(index.passages),
             "k": k, "template": template, "tokens": "character unigrams + bigrams (bm25s)", "ms_per_query": ms,
             **hit_rate(rows, passage_texts(found)), "retrieved": {rid: [p.source for p in ps] for rid, ps in found.items()}}
+
+
+def retrieval_for(recipe, profile: str | None, rows: list[dict[str, Any]], k: int, template: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Top-k passages of the recipe's knowledge for every row (the index built or reused under the saves root):
+    (the retrieval record for the results file, the passage texts by row id)."""
+    index = load_index(recipe, profile)
+    found, ms = retrieve(index, rows, k)
+    return retrieval_record(index, rows, found, k, ms, template), passage_texts(found)
 
 
 def passage_block(texts: list[str]) -> str:

@@ -304,8 +304,8 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
     shape on the general set (forgetting) and the taught set (injection check), with their rows. The floors use
     `training_answers`, else the training answers of context["recipe"]; without either only the echo floor is drawn.
     rag: {"results": {"base + RAG": evaluation, "fine-tuned + RAG": evaluation} on the same held-out rows,
-    "retrieval": vslm.rag.retrieval_record} adds the fine-tune-or-retrieve table; evaluations that carry a
-    `verification` (vslm.verify) add the verification table. A human_review.json beside the report (`vslm review
+    "retrieval": vslm.eval.rag.retrieval_record} adds the fine-tune-or-retrieve table; evaluations that carry a
+    `verification` (vslm.eval.verify) add the verification table. A human_review.json beside the report (`vslm review
     --import`) adds the human scores."""
     from .evaluate import floor_results, training_rows
 

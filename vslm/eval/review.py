@@ -33,9 +33,9 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def report_path(recipe, profile: str | None) -> Path:
-    from ..recipes.matrix import saves_root
+    from ..recipes.resolve import resolve
 
-    return ROOT / saves_root() / (profile or "") / recipe.name / "eval" / "report.json"
+    return resolve(recipe, profile).report_json
 
 
 def systems_of_report(report: dict[str, Any]) -> dict[str, dict[str, str]]:

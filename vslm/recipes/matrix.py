@@ -446,7 +446,3 @@ def format_overrides(overrides: dict[str, Any]) -> list[str]:
 
     return [f"{key}={fmt(value)}" for key, value in overrides.items()]
 
-
-def saves_root() -> str:
-    """Where profile runs write: $VSLM_SAVES (tests point it at a temporary folder), default saves."""
-    return os.environ.get("VSLM_SAVES", "saves")

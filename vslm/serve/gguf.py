@@ -84,10 +84,9 @@ def parse_quants(text: str) -> list[str]:
 
 def merged_dir(recipe, profile: str | None) -> Path:
     """Where `vslm merge <recipe> [--profile]` wrote the merged model (as pipeline.serve_and_evaluate finds it)."""
-    from ..recipes.matrix import load_matrix, profile_overrides, saves_root
+    from ..recipes.resolve import resolve
 
-    over = profile_overrides(recipe, recipe.stage("merge"), profile, load_matrix(), saves_root())
-    return ROOT / over.get("export_dir", recipe["merged_dir"])
+    return ROOT / resolve(recipe, profile).merged_dir
 
 
 def gguf_dir(recipe, profile: str | None) -> Path:
@@ -101,7 +100,7 @@ def gguf_file(out_dir: Path, recipe_name: str, quant: str) -> Path:
 
 def pre_tokenizer_override(model_dir: Path) -> str | None:
     """"qwen2" when the model's tokenizer splits text exactly as Qwen's does (same normalizer and pre-tokenizer as
-    vslm.tokenizer's rebuilt Qwen tokenizer, whose ids hash to llama.cpp's `qwen2` entry). The converter recognises
+    vslm.models.tokenizer's rebuilt Qwen tokenizer, whose ids hash to llama.cpp's `qwen2` entry). The converter recognises
     a pre-tokenizer by hashing the ids of a test string, so the tiny models' trimmed vocabulary is not recognised
     although the splitting is Qwen's; the override is used only when the hash is not recognised."""
     path = model_dir / "tokenizer.json"

