@@ -16,7 +16,7 @@ from vslm.recipes.matrix import MATRIX, load_matrix, load_recipes
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = MATRIX.read_text(encoding="utf-8")
-TELECOM_LORA = "    lora: {rank: 32, alpha: 64, dropout: 0.05, target: all}\n    learning_rate: 1.0e-4\n    epochs: 5\n    batch_size: 4"
+TELECOM_LORA = "    lora: {rank: 32, alpha: 64, dropout: 0.05, target: all}\n    learning_rate: 1.0e-4\n    num_train_epochs: 5\n    per_device_train_batch_size: 4"
 TELECOM_BF16 = """      bf16: [true, "Ampere+ GPUs train 1.5B in bf16 at half the memory of fp32 with fp32's range"]"""
 
 # (case, old text, new text, the one line `vslm render` must print after "error: <matrix>: ")
@@ -39,8 +39,8 @@ BAD = [
      "recipes.telecom_r32.lerning_rate: unknown key — did you mean learning_rate?"),
     ("exponent_without_dot", TELECOM_LORA, TELECOM_LORA.replace("1.0e-4", "1e-4"),
      "recipes.telecom_r32.learning_rate: YAML reads 1e-4 as text — write it with a dot, e.g. learning_rate: 1.0e-4"),
-    ("negative_batch", TELECOM_LORA, TELECOM_LORA.replace("batch_size: 4", "batch_size: -4"),
-     "recipes.telecom_r32.batch_size: -4 is out of range — it must be greater than 0, e.g. batch_size: 4"),
+    ("negative_batch", TELECOM_LORA, TELECOM_LORA.replace("per_device_train_batch_size: 4", "per_device_train_batch_size: -4"),
+     "recipes.telecom_r32.per_device_train_batch_size: -4 is out of range — it must be greater than 0, e.g. per_device_train_batch_size: 4"),
     ("switch_outside_switches", TELECOM_LORA, TELECOM_LORA + "\n    bf16: false",
      'recipes.telecom_r32.bf16: GPU switches go under `switches:` with a reason — write switches: {bf16: [false, "why this setting"]}'),
     ("template_of_another_family", "    family: qwen2\n    model: Qwen/Qwen2.5-1.5B-Instruct\n    template: qwen\n    system: 你是一名中国移动",
@@ -104,13 +104,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_duplicate_key_is_named_with_its_line(tmp_path):
-    text = SHIPPED.replace("    epochs: 5\n", "    epochs: 5\n    epochs: 6\n", 1)
-    line = text.splitlines().index("    epochs: 6") + 1
+    text = SHIPPED.replace("    num_train_epochs: 5\n", "    num_train_epochs: 5\n    num_train_epochs: 6\n", 1)
+    line = text.splitlines().index("    num_train_epochs: 6") + 1
     matrix = tmp_path / "matrix.yaml"
     matrix.write_text(text, encoding="utf-8")
     result = _render(matrix)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines() == [f"error: {matrix}:{line}: duplicate key `epochs` — each key may appear once in a mapping; keep one"]
+    assert result.stderr.splitlines() == [f"error: {matrix}:{line}: duplicate key `num_train_epochs` — each key may appear once in a mapping; keep one"]
 
 
 def test_missing_or_non_mapping_matrix(tmp_path):

@@ -66,9 +66,9 @@ DatasetList = Annotated[list[DatasetName], Field(min_length=1)]
 TRAINING: dict[str, Any] = {
     "seed": Annotated[int, Field(ge=0)],
     "learning_rate": PositiveNumber,
-    "epochs": PositiveNumber,
-    "batch_size": PositiveInt,
-    "grad_accum": PositiveInt,
+    "num_train_epochs": PositiveNumber,
+    "per_device_train_batch_size": PositiveInt,
+    "gradient_accumulation_steps": PositiveInt,
     "cutoff_len": PositiveInt,
     "warmup_ratio": Annotated[float, Field(ge=0, le=1)],
     "weight_decay": Annotated[float, Field(ge=0)],
@@ -81,21 +81,22 @@ TRAINING: dict[str, Any] = {
 SWITCHES: dict[str, Any] = {
     "bf16": bool,
     "flash_attn": Literal[FLASH_ATTN],
-    "liger_kernel": bool,
+    "enable_liger_kernel": bool,
     "packing": bool,
     "neat_packing": bool,
 }
 # What a message suggests writing (YAML), by key.
 EXAMPLES = {
-    "seed": "42", "learning_rate": "1.0e-4", "epochs": "3", "batch_size": "4", "grad_accum": "4", "cutoff_len": "1024",
+    "seed": "42", "learning_rate": "1.0e-4", "num_train_epochs": "3", "per_device_train_batch_size": "4",
+    "gradient_accumulation_steps": "4", "cutoff_len": "1024",
     "warmup_ratio": "0.1", "weight_decay": "0.01", "val_size": "0.1", "logging_steps": "10", "save_steps": "100",
-    "max_new_tokens": "256", "enable_thinking": "false", "bf16": "true", "flash_attn": "sdpa", "liger_kernel": "false",
+    "max_new_tokens": "256", "enable_thinking": "false", "bf16": "true", "flash_attn": "sdpa", "enable_liger_kernel": "false",
     "packing": "false", "neat_packing": "false", "lora": "{rank: 16, alpha: 32, dropout: 0.05, target: all}",
     "rank": "16", "alpha": "32", "dropout": "0.05", "target": "all", "title": "<one line saying what the recipe is>",
     "hardware": "<GPU and memory it needs>", "example_question": "<a question from the domain>", "domain": "telecom",
     "family": "qwen2", "model": "Qwen/Qwen2.5-1.5B-Instruct", "template": "qwen", "system": "<the system prompt>",
     "datasets": "[telecom_train]", "eval_set": "telecom_eval", "templates": "[qwen]", "tiny_model": "models/tiny-qwen2",
-    "pt": "{datasets: [finance_rules_corpus], epochs: 3}",
+    "pt": "{datasets: [finance_rules_corpus], num_train_epochs: 3}",
     "switches": '{bf16: [true, "why this setting"]}',
 }
 
@@ -121,7 +122,8 @@ class LoraOverride(_Closed):
 
 
 PtStage = create_model("PtStage", __base__=_Closed, datasets=(DatasetList, ...),
-                       **{k: (TRAINING[k], None) for k in ("seed", "learning_rate", "epochs", "batch_size", "grad_accum",
+                       **{k: (TRAINING[k], None) for k in ("seed", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                                                           "gradient_accumulation_steps",
                                                            "cutoff_len", "warmup_ratio", "weight_decay", "logging_steps", "save_steps")})
 Switches = create_model("Switches", __base__=_Closed,
                         **{k: (Annotated[Optional[tuple[t, Text]], BeforeValidator(_pair)], None) for k, t in SWITCHES.items()})
