@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vslm.core.paths import ROOT
 from vslm.data.distill import Options, distill
-from vslm.data.teacher import TeacherConfig
+from vslm.core.endpoint import EndpointConfig
 from vslm.serve.servers import Server, free_port
 
 SCRIPTED = ROOT / "tests" / "helpers" / "scripted.py"  # the test suite's scripted OpenAI-compatible server
@@ -50,7 +50,7 @@ def main() -> None:
                         port, tmp / "scripted.log")
         results = {}
         with server.start(timeout=60):
-            teacher = TeacherConfig(server.base_url, "teacher", ["sk-bench-1", "sk-bench-2"])
+            teacher = EndpointConfig(server.base_url, "teacher", ["sk-bench-1", "sk-bench-2"])
             (tmp / "warm").mkdir()  # untimed warm-up: one-off imports (the openai client loads lazily) and connections
             (tmp / "warm" / "w.md").write_text((source / "rules.md").read_text(encoding="utf-8")[:300], encoding="utf-8")
             distill(tmp / "warm", "warm", teacher, options=opts, work_dir=tmp / "warmwork", out_dir=tmp / "warmds",

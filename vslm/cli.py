@@ -280,7 +280,7 @@ def cmd_convert(args) -> None:
 
 def cmd_distill(args) -> None:
     from .data.distill import Interrupted, Options, distill, summary_line
-    from .data.teacher import teacher_from_env
+    from .data.distill import teacher_from_env
 
     opts = Options(size=args.size, overlap=args.overlap, questions=args.questions, paraphrases=args.paraphrases,
                    judge=args.judge, min_len=args.min_len, max_len=args.max_len)

@@ -28,19 +28,21 @@ from vslm.data.distill import (
     carries_fact,
     chunk_facts,
     distill,
-    jaccard,
     parse_list,
     parse_score,
     quantities,
     question_count,
     rule_filter,
+    similarity,
     summary_line,
     unsupported_quantities,
 )
 from vslm.data.documents import chunk_text
 from vslm.core.jsonio import read_jsonl
 from vslm.serve.servers import free_port
-from vslm.data.teacher import TeacherConfig, TeacherError, read_env_file, teacher_from_env
+from vslm.core.endpoint import EndpointConfig, read_env_file
+from vslm.core.errors import EndpointError
+from vslm.data.distill import teacher_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = (ROOT / "datasets" / "finance" / "reimbursement_rules.md").read_text(encoding="utf-8")
@@ -70,7 +72,7 @@ def docs(tmp_path: Path, chars: int = 1800) -> Path:
 
 
 def run(server, tmp_path: Path, keys=("sk-test",), work="work", opts=None, **kw) -> dict:
-    config = TeacherConfig(server.base_url, "teacher", list(keys))
+    config = EndpointConfig(server.base_url, "teacher", list(keys))
     return distill(kw.pop("source", None) or docs(tmp_path), "dist", config, options=opts or Options(size=600, overlap=100),
                    work_dir=tmp_path / work, out_dir=tmp_path / "ds", registry_path=tmp_path / "dataset_info.json",
                    teacher_kw={**FAST, **kw.pop("teacher_kw", {})}, **kw)
@@ -109,7 +111,7 @@ def test_normal_run_writes_provenance_and_registers_the_dataset(scripted, tmp_pa
     distilled = [json.loads(l) for l in Path(s["distilled"]).read_text().splitlines()]
     assert {r["fact"] for r in distilled if "paraphrase_of" in r} <= {r["fact"] for r in distilled if "paraphrase_of" not in r}
     questions = [r["instruction"] for r in distilled if "paraphrase_of" not in r]
-    assert all(jaccard(a, b) < 0.8 for i, a in enumerate(questions) for b in questions[i + 1:])
+    assert all(similarity(a, b) < 0.8 for i, a in enumerate(questions) for b in questions[i + 1:])
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["kept"] == s["kept"]
     assert "kept" in summary_line(s) and "filtered" in summary_line(s)
     # a second run asks nothing: every request is in the cache
@@ -191,9 +193,9 @@ def test_planted_key_is_never_written_or_logged(scripted, tmp_path, capsys, capl
     bad = scripted(key_statuses={"PLANTED": 401}, fail_keys=["任务：作答"], malformed_keys=["任务：改写"])
     run(bad, tmp_path, keys=(PLANTED, "sk-other"), work="w2", opts=Options(size=600, overlap=100, paraphrases=1),
         teacher_kw={"attempts": 2})
-    with pytest.raises(TeacherError) as unreachable:
+    with pytest.raises(EndpointError) as unreachable:
         run(type("S", (), {"base_url": f"http://127.0.0.1:{free_port()}/v1"})(), tmp_path, keys=(PLANTED,), work="w3")
-    assert PLANTED not in str(unreachable.value) and PLANTED not in repr(TeacherConfig("u", "m", [PLANTED]))
+    assert PLANTED not in str(unreachable.value) and PLANTED not in repr(EndpointConfig("u", "m", [PLANTED]))
     # the CLI in a subprocess with the openai client's debug logging on, key from the environment
     env = {**os.environ, "VSLM_TEACHER_BASE_URL": bad.base_url, "VSLM_TEACHER_MODEL": "teacher",
            "VSLM_TEACHER_API_KEYS": PLANTED, "OPENAI_LOG": "debug"}
@@ -220,7 +222,7 @@ def test_teacher_settings_come_from_the_environment_or_dotenv(tmp_path, monkeypa
     assert (cfg.base_url, cfg.model, cfg.keys) == ("http://127.0.0.1:9/v1", "qwen-max", ["sk-1", "sk-2"])
     monkeypatch.setenv("VSLM_TEACHER_MODEL", "from-env")
     assert teacher_from_env(env_file=env_file).model == "from-env", "the environment wins over .env"
-    with pytest.raises(TeacherError, match="set VSLM_TEACHER_BASE_URL and VSLM_TEACHER_MODEL"):
+    with pytest.raises(EndpointError, match="set VSLM_TEACHER_BASE_URL and VSLM_TEACHER_MODEL"):
         monkeypatch.delenv("VSLM_TEACHER_MODEL")
         teacher_from_env(env_file=None)
 
@@ -234,8 +236,8 @@ def test_killed_run_resumes_without_re_asking_and_completes(scripted, tmp_path):
     reference = run(server, tmp_path, source=source, work="ref", opts=Options(size=600, overlap=100, paraphrases=1))
     reference_rows = (tmp_path / "ds" / "dist_train.jsonl").read_text()
     cache = tmp_path / "work" / "cache.jsonl"
-    code = (f"from pathlib import Path; from vslm.data.distill import Options, distill; from vslm.data.teacher import TeacherConfig; "
-            f"distill(Path({str(source)!r}), 'dist', TeacherConfig({server.base_url!r}, 'teacher', ['sk-x']), options={opts}, "
+    code = (f"from pathlib import Path; from vslm.data.distill import Options, distill; from vslm.core.endpoint import EndpointConfig; "
+            f"distill(Path({str(source)!r}), 'dist', EndpointConfig({server.base_url!r}, 'teacher', ['sk-x']), options={opts}, "
             f"concurrency=2, work_dir=Path({str(tmp_path / 'work')!r}), out_dir=Path({str(tmp_path / 'ds2')!r}), "
             f"registry_path=Path({str(tmp_path / 'reg2.json')!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
@@ -305,7 +307,7 @@ def test_rule_filter_follows_the_guide():
 def test_meta_questions_and_near_duplicates_are_dropped(scripted, tmp_path):
     questions = ["本文主要讲了什么？", "这段文字规定了哪些内容？", "伙食补助费每人每天的标准是多少元？",
                  "伙食补助费每人每天的标准是多少元呢？", "赴西藏出差的伙食补助标准是多少？"]
-    assert jaccard(questions[2], questions[3]) >= 0.8 > jaccard(questions[2], questions[4])
+    assert similarity(questions[2], questions[3]) >= 0.8 > similarity(questions[2], questions[4])
     answer = "伙食补助费按出差天数包干发放，标准为每人每天100元；赴西藏、青海、新疆出差的，标准为每人每天120元。"
     server = scripted(teacher=False, answers={"任务：出题": json.dumps(questions, ensure_ascii=False)}, default=answer)
     (tmp_path / "one").mkdir()
@@ -336,7 +338,7 @@ def test_distill_against_llamafactory_api_survives_noise(tiny_qwen2, tmp_path):
                               ["model_name_or_path=" + str(tiny_qwen2), "adapter_name_or_path=null"], free_port(),
                               tmp_path / "api.log", name="tiny-teacher")
     with server.start(timeout=180):
-        s = distill(tmp_path / "one", "tinydist", TeacherConfig(server.base_url, "tiny-teacher", ["EMPTY"]), options=opts,
+        s = distill(tmp_path / "one", "tinydist", EndpointConfig(server.base_url, "tiny-teacher", ["EMPTY"]), options=opts,
                     concurrency=2, work_dir=tmp_path / "work", out_dir=tmp_path / "ds", registry_path=tmp_path / "reg.json",
                     teacher_kw={"timeout": 120})
     print(summary_line(s))
@@ -446,8 +448,8 @@ def test_unreadable_documents_are_skipped_and_named_in_the_summary(scripted, tmp
 
 def test_a_wrong_model_name_fails_at_start_naming_what_is_served(scripted, tmp_path):
     server = scripted(models=["qwen-max", "qwen-plus"])
-    config = TeacherConfig(server.base_url, "qwen-mx", ["sk-a"])
-    with pytest.raises(TeacherError) as err:
+    config = EndpointConfig(server.base_url, "qwen-mx", ["sk-a"])
+    with pytest.raises(EndpointError) as err:
         distill(docs(tmp_path), "dist", config, options=Options(size=600, overlap=100), work_dir=tmp_path / "w",
                 out_dir=tmp_path / "ds", registry_path=tmp_path / "r.json", teacher_kw=FAST)
     assert str(err.value) == (f"teacher model `qwen-mx` is not served at {server.base_url}; it serves: qwen-max, qwen-plus "
@@ -464,8 +466,8 @@ def test_models_lists_that_are_html_or_a_bare_list_do_not_break_the_start(script
     s = run(server, tmp_path)
     assert s["kept"] > 0 and s["failed"] == {}
     if shape == "list":  # readable: a wrong name is still caught
-        with pytest.raises(TeacherError, match="teacher model `nope` is not served .* it serves: teacher"):
-            distill(docs(tmp_path), "dist", TeacherConfig(server.base_url, "nope", ["sk-a"]), work_dir=tmp_path / "w2",
+        with pytest.raises(EndpointError, match="teacher model `nope` is not served .* it serves: teacher"):
+            distill(docs(tmp_path), "dist", EndpointConfig(server.base_url, "nope", ["sk-a"]), work_dir=tmp_path / "w2",
                     out_dir=tmp_path / "ds2", registry_path=tmp_path / "r2.json", teacher_kw=FAST)
 
 
@@ -481,7 +483,7 @@ def test_retry_after_is_honoured_and_the_wait_is_shown(scripted, tmp_path, capsy
 def test_retry_after_forms_and_cap():
     from email.utils import format_datetime
 
-    from vslm.data.teacher import MAX_RETRY_AFTER, KeyPool, retry_after
+    from vslm.core.endpoint import MAX_RETRY_AFTER, KeyPool, retry_after
 
     later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
     assert retry_after({"retry-after": "1"}) == 1 and 17 < retry_after({"retry-after": later}) <= 20
@@ -583,7 +585,7 @@ def test_ctrl_c_says_where_the_answers_are_and_the_rerun_resumes(scripted, tmp_p
     assert err.strip().splitlines()[-1] == (f"interrupted — finished answers are cached in {work / 'cache.jsonl'}; "
                                             "run the same command again to resume")
     finished = (work / "cache.jsonl").read_text().count("\n")
-    resumed = distill(source, "h13_interrupted", TeacherConfig(server.base_url, "teacher", ["sk-a"]), options=Options(size=600, overlap=100),
+    resumed = distill(source, "h13_interrupted", EndpointConfig(server.base_url, "teacher", ["sk-a"]), options=Options(size=600, overlap=100),
                       work_dir=work, out_dir=tmp_path / "ds", registry_path=tmp_path / "r.json", teacher_kw=FAST)
     assert resumed["requests"]["from_cache"] == finished >= 4 and resumed["kept"] > 0
 

@@ -182,7 +182,7 @@ def test_distilled_rows_from_a_scanned_page_say_so(scripted_server, tmp_path):
     from test_documents import join_pdfs, make_pdf, typeset_rules
 
     from vslm.data.distill import Options, distill, summary_line
-    from vslm.data.teacher import TeacherConfig
+    from vslm.core.endpoint import EndpointConfig
 
     pages, _ = typeset_rules()
     folder = tmp_path / "docs"
@@ -190,7 +190,7 @@ def test_distilled_rows_from_a_scanned_page_say_so(scripted_server, tmp_path):
     pdf = join_pdfs(folder / "rules.pdf", [make_pdf(tmp_path / "text.pdf", pages[:1]),
                                           image_pdf(tmp_path / "scan.pdf", [scanned_page(PARAGRAPHS[-3:-1])])])
     server = scripted_server(teacher=True, models=["teacher"])
-    s = distill(folder, "scans", TeacherConfig(server.base_url, "teacher", ["sk-test"]), options=Options(size=300, overlap=50),
+    s = distill(folder, "scans", EndpointConfig(server.base_url, "teacher", ["sk-test"]), options=Options(size=300, overlap=50),
                 work_dir=tmp_path / "work", out_dir=tmp_path / "ds", registry_path=tmp_path / "dataset_info.json",
                 teacher_kw={"timeout": 5, "backoff": (0.05, 0.2), "cooldown": 0.3})
     assert s["ocr"] == [f"{pdf} page 2: read by OCR (rapidocr)"] and s["skipped"] == []

@@ -133,10 +133,10 @@ def test_corpus_refuses_an_existing_file_and_never_writes_over_another_dataset(r
 
 @pytest.fixture
 def teacher(scripted_server):
-    from vslm.data.teacher import TeacherConfig
+    from vslm.core.endpoint import EndpointConfig
 
     server = scripted_server(teacher=True, models=["teacher"])
-    return server, TeacherConfig(server.base_url, "teacher", ["sk-test"])
+    return server, EndpointConfig(server.base_url, "teacher", ["sk-test"])
 
 
 def rules_docs(tmp_path: Path) -> Path:

@@ -16,7 +16,7 @@ from vslm.core.errors import EndpointError
 from vslm.eval.evaluate import evaluate
 from vslm.eval.judge import RUBRIC, JudgeSpec, judge_from_env, parse_verdict
 from vslm.eval.report import write_report
-from vslm.data.teacher import TeacherConfig, TeacherError
+from vslm.core.endpoint import EndpointConfig
 
 PLANTED = "sk-judge-PLANTED-0123456789"
 ROWS = [
@@ -40,7 +40,7 @@ def model_and_judge(scripted_server):
 
 
 def spec_of(judge, **kw) -> JudgeSpec:
-    return JudgeSpec(TeacherConfig(judge.base_url, "judge-model", [PLANTED], "VSLM_JUDGE"), **kw)
+    return JudgeSpec(EndpointConfig(judge.base_url, "judge-model", [PLANTED], "VSLM_JUDGE"), **kw)
 
 
 def test_verdicts_are_parsed_strictly():
@@ -92,7 +92,7 @@ def test_failing_judge_keeps_finished_verdicts_and_resume_asks_only_the_rest(scr
     cache = tmp_path / "a.jsonl"
     with pytest.raises(EndpointError, match=r"1 of 4 judge requests to .* failed \(HTTP 500 with key#1.*\); 3 finished verdicts are kept"):
         evaluate(ROWS, base_url=model.base_url, model="base", system=None, cache_path=cache, max_tokens=32,
-                 judge=JudgeSpec(TeacherConfig(bad_judge.base_url, "judge-model", [PLANTED], "VSLM_JUDGE"), concurrency=2))
+                 judge=JudgeSpec(EndpointConfig(bad_judge.base_url, "judge-model", [PLANTED], "VSLM_JUDGE"), concurrency=2))
     assert len((tmp_path / "a.judge.jsonl").read_text().splitlines()) == 3
     good_judge = scripted_server(judge=True, models=["judge-model"])
     asked_before = len(requests(model))
@@ -116,8 +116,8 @@ def test_unreachable_judge_is_a_clear_error(scripted_server, tmp_path):
     from vslm.serve.servers import free_port
 
     model = scripted_server(answers=ANSWERS)
-    spec = JudgeSpec(TeacherConfig(f"http://127.0.0.1:{free_port()}/v1", "judge-model", [PLANTED], "VSLM_JUDGE"))
-    with pytest.raises(TeacherError, match=r"cannot reach the judge at http://127\.0\.0\.1:\d+/v1 .*check VSLM_JUDGE_BASE_URL") as err:
+    spec = JudgeSpec(EndpointConfig(f"http://127.0.0.1:{free_port()}/v1", "judge-model", [PLANTED], "VSLM_JUDGE"))
+    with pytest.raises(EndpointError, match=r"cannot reach the judge at http://127\.0\.0\.1:\d+/v1 .*check VSLM_JUDGE_BASE_URL") as err:
         evaluate(ROWS, base_url=model.base_url, model="base", system=None, cache_path=tmp_path / "a.jsonl", max_tokens=32, judge=spec)
     assert PLANTED not in str(err.value)
 
@@ -126,7 +126,7 @@ def test_judge_settings_come_from_env_or_dotenv_with_the_teacher_as_fallback(tmp
     for name in list(os.environ):
         if name.startswith(("VSLM_JUDGE_", "VSLM_TEACHER_")):
             monkeypatch.delenv(name)
-    with pytest.raises(TeacherError, match="set VSLM_JUDGE_BASE_URL and VSLM_JUDGE_MODEL"):
+    with pytest.raises(EndpointError, match="set VSLM_JUDGE_BASE_URL and VSLM_JUDGE_MODEL"):
         judge_from_env(env_file=None)
     env_file = tmp_path / ".env"
     env_file.write_text(f"VSLM_TEACHER_BASE_URL=http://t/v1\nVSLM_TEACHER_MODEL=teacher\nVSLM_TEACHER_API_KEY={PLANTED}\n"
@@ -138,7 +138,7 @@ def test_judge_settings_come_from_env_or_dotenv_with_the_teacher_as_fallback(tmp
     spec = judge_from_env(env_file=env_file)
     assert (spec.config.base_url, spec.config.model, spec.config.keys) == ("http://j/v1", "judge", ["EMPTY"])
     assert PLANTED not in repr(spec) and PLANTED not in json.dumps(spec.record())
-    with pytest.raises(TeacherError, match="judge rubric .*missing.md not found"):
+    with pytest.raises(EndpointError, match="judge rubric .*missing.md not found"):
         judge_from_env(rubric=tmp_path / "missing.md", env_file=None)
 
 

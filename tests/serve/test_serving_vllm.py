@@ -72,10 +72,10 @@ def test_classifier_under_structured_choice_yields_only_labels(vllm_qwen3, tmp_p
 def test_llm_judge_on_vllm_gives_only_valid_structured_verdicts(vllm_qwen3, tmp_path):
     from vslm.eval.evaluate import evaluate, load_eval_rows
     from vslm.eval.judge import JudgeSpec
-    from vslm.data.teacher import TeacherConfig
+    from vslm.core.endpoint import EndpointConfig
 
     rows = load_eval_rows("telecom_eval", 6)
-    judge = JudgeSpec(TeacherConfig(vllm_qwen3.base_url, "base", ["EMPTY"], "VSLM_JUDGE"), structured=True, concurrency=6)
+    judge = JudgeSpec(EndpointConfig(vllm_qwen3.base_url, "base", ["EMPTY"], "VSLM_JUDGE"), structured=True, concurrency=6)
     result = evaluate(rows, base_url=vllm_qwen3.base_url, model="platform_classifier", system="你是一名中国移动的专业客服。",
                       cache_path=tmp_path / "a.jsonl", max_tokens=24, enable_thinking=False, judge=judge)
     assert [result["scores"][r["id"]]["judge_score"] in (1, 2, 3, 4, 5) for r in rows] == [True] * len(rows)

@@ -8,6 +8,7 @@ import unicodedata
 from typing import Any
 
 from ..core.jsonio import read_jsonl
+from ..core.text import jaccard, trigrams
 from ..recipes.matrix import load_recipes
 from ..eval.metrics import measure_of
 from ..core.paths import ROOT
@@ -22,14 +23,6 @@ REWRITE = "rewrite it in other words with the same facts"
 
 def normalize_prompt(text: str) -> str:
     return "".join(ch for ch in text.lower() if not ch.isspace() and not unicodedata.category(ch).startswith(("P", "S")))
-
-
-def trigrams(text: str) -> set[str]:
-    return {text[i:i + 3] for i in range(max(1, len(text) - 2))}
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def prompt(row: dict[str, Any]) -> str:

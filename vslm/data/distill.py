@@ -36,11 +36,12 @@ from tqdm import tqdm
 from ..eval.client import AnswerCache
 from .convert import convert, precheck
 from .documents import Document, check_chunking, ocr_provenance, read_documents
-from ..core.errors import DataError
+from ..core.endpoint import ENV_FILE, Endpoint, EndpointConfig, endpoint_from_env
+from ..core.errors import DataError, EndpointError
+from ..core.text import jaccard, trigrams
 from ..core.jsonio import atomic_write_json, atomic_write_jsonl
 from ..eval.judge import parse_verdict
 from ..core.paths import ROOT
-from .teacher import Teacher, TeacherConfig, TeacherError
 
 PROMPT_VERSION = 1
 SYSTEM = "你是严谨的领域知识专家，负责根据给定资料出题、作答和审核，只使用资料中的信息。"
@@ -151,18 +152,18 @@ def plan_chunks(source: Path, size: int, overlap: int, ocr: str = "rapidocr") ->
     return docs, units, skipped
 
 
+def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE) -> EndpointConfig:
+    """The teacher endpoint: VSLM_TEACHER_BASE_URL, _MODEL and _API_KEYS (or _API_KEY) from the environment or .env."""
+    return endpoint_from_env(base_url, model, env_file, "VSLM_TEACHER", "datasets/FORMAT.md, Distilling documents")
+
+
 def question_count(length: int, size: int, per_chunk: int) -> int:
     return min(per_chunk, max(1, math.ceil(per_chunk * length / size)))
 
 
-def trigrams(text: str) -> set[str]:
-    norm = re.sub(r"[\W_]+", "", text.lower())
-    return {norm[i:i + 3] for i in range(max(1, len(norm) - 2))}
-
-
-def jaccard(a: str, b: str) -> float:
-    x, y = trigrams(a), trigrams(b)
-    return len(x & y) / len(x | y) if x | y else 1.0
+def similarity(a: str, b: str) -> float:
+    """Trigram Jaccard of two texts, case, spaces and punctuation ignored."""
+    return jaccard(*(trigrams(re.sub(r"[\W_]+", "", t.lower())) for t in (a, b)))
 
 
 def chunk_facts(text: str) -> set[str]:
@@ -287,7 +288,7 @@ def cache_key(stage: str, chunk: str, question: str, model: str, extra: dict[str
 
 
 class Run:
-    def __init__(self, teacher: Teacher, cache: RequestCache, opts: Options, bar: tqdm):
+    def __init__(self, teacher: Endpoint, cache: RequestCache, opts: Options, bar: tqdm):
         self.teacher, self.cache, self.opts, self.bar = teacher, cache, opts, bar
         self.model = teacher.config.model
         self.records: list[QA] = []
@@ -314,7 +315,7 @@ class Run:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         try:
             text = await self.teacher.chat(messages, max_tokens, TEMPERATURE[stage])
-        except TeacherError as exc:
+        except EndpointError as exc:
             self.errors.append(self.teacher.pool.mask(f"{stage} {unit.where}: {exc}"))
             return None
         finally:
@@ -341,7 +342,7 @@ class Run:
             self.records.append(qa)
             if META.search(question):
                 qa.status = "meta_question"
-            elif any(jaccard(question, other.question) >= self.opts.dedupe for other in accepted):
+            elif any(similarity(question, other.question) >= self.opts.dedupe for other in accepted):
                 qa.status = "duplicate_question"
             else:
                 accepted.append(qa)
@@ -376,7 +377,7 @@ class Run:
                 return
             for text in found:
                 if len(qa.paraphrases) < self.opts.paraphrases and not META.search(text) and all(
-                        jaccard(text, seen) < self.opts.dedupe for seen in [qa.question, *qa.paraphrases]):
+                        similarity(text, seen) < self.opts.dedupe for seen in [qa.question, *qa.paraphrases]):
                     qa.paraphrases.append(text)
 
 
@@ -385,7 +386,7 @@ def _drop_cross_chunk_duplicates(records: list[QA], threshold: float) -> None:
     for qa in records:
         if qa.status != "kept":
             continue
-        if any(jaccard(qa.question, other.question) >= threshold for other in kept):
+        if any(similarity(qa.question, other.question) >= threshold for other in kept):
             qa.status = "duplicate_question"
         else:
             kept.append(qa)
@@ -403,11 +404,11 @@ def _rows(records: list[QA], model: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def _distill(units: list[Unit], teacher_cfg: TeacherConfig, cache_path: Path, opts: Options, concurrency: int,
-                   teacher_kw: dict[str, Any]) -> tuple[Run, Teacher]:
+async def _distill(units: list[Unit], teacher_cfg: EndpointConfig, cache_path: Path, opts: Options, concurrency: int,
+                   teacher_kw: dict[str, Any]) -> tuple[Run, Endpoint]:
     if cache_path.parent.exists() and not cache_path.parent.is_dir():
         raise DataError(f"--work {cache_path.parent} is a file; give a folder for the request cache, distilled rows and summary")
-    teacher = Teacher(teacher_cfg, concurrency=concurrency, **teacher_kw)
+    teacher = Endpoint(teacher_cfg, concurrency=concurrency, **teacher_kw)
     try:
         await teacher.check()
         per_q = 1 + (opts.judge is not None) + (opts.paraphrases > 0)
@@ -421,7 +422,7 @@ async def _distill(units: list[Unit], teacher_cfg: TeacherConfig, cache_path: Pa
     return run, teacher
 
 
-def distill(source: Path, name: str, teacher: TeacherConfig, *, options: Options | None = None, concurrency: int = 8,
+def distill(source: Path, name: str, teacher: EndpointConfig, *, options: Options | None = None, concurrency: int = 8,
             work_dir: Path | None = None, out_dir: Path | None = None, registry_path: Path | None = None,
             replace: bool = False, teacher_kw: dict[str, Any] | None = None, ocr: str = "rapidocr") -> dict[str, Any]:
     """Run the whole distillation; returns the summary (also written to <work>/summary.json)."""

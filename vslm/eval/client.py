@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, InternalServerError, RateLimitError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
+from ..core.endpoint import check_endpoint
 from ..core.errors import EndpointError, RecipeError
+from ..core.jsonio import json_records
 
 
 def prompt_of(row: dict[str, Any]) -> str:
@@ -46,11 +47,10 @@ class AnswerCache:
                 with path.open("r+b") as handle:
                     handle.truncate(len(data))
                     os.fsync(handle.fileno())
-            for line in data.decode("utf-8").splitlines():
+            for _, item in json_records(path):
                 try:
-                    item = json.loads(line)
                     self.done[item["key"]] = item["answer"]
-                except (json.JSONDecodeError, KeyError, TypeError):
+                except (KeyError, TypeError):  # a bad line (DataError) or a record of another shape: asked again
                     continue
 
     def add(self, key: str, row_id: str, model: str, answer: str) -> None:
@@ -59,48 +59,6 @@ class AnswerCache:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"key": key, "id": row_id, "model": model, "answer": answer}, ensure_ascii=False) + "\n")
             handle.flush()  # in the OS's hands: survives a killed process (fsync per answer would cap throughput)
-
-
-def describe_body(resp: httpx.Response) -> str:
-    """What came back, in a few words for a message: an HTML page, a JSON list, ..."""
-    text = resp.content[:512].decode("utf-8", errors="replace").lstrip()
-    if "html" in resp.headers.get("content-type", "") or text[:1] == "<":
-        return "an HTML page"
-    try:
-        body = resp.json()
-    except ValueError:
-        return "text that is not JSON" if text else "an empty body"
-    if isinstance(body, dict):
-        return "a JSON object without a `data` list of models"
-    return "a JSON " + {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(body), "null")
-
-
-def served_models(resp: httpx.Response) -> list[str] | None:
-    """The model ids of an OpenAI-style /models answer ({"data": [{"id": ...}, ...]}), or None if it is not one."""
-    try:
-        body = resp.json()
-    except ValueError:  # JSONDecodeError, or bytes that are not text
-        return None
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
-        return None
-    return [m["id"] for m in data]
-
-
-def check_endpoint(base_url: str, model: str, api_key: str, strict_model: bool) -> list[str]:
-    try:
-        resp = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise EndpointError(f"cannot reach {base_url} ({type(exc).__name__}) — start a server with `vslm serve <recipe>` or fix --base-url") from None
-    if resp.status_code != 200:
-        raise EndpointError(f"{base_url}/models answered HTTP {resp.status_code} — check --base-url and the API key")
-    served = served_models(resp)
-    if served is None:
-        raise EndpointError(f"{base_url}/models answered HTTP 200 but not an OpenAI-compatible /models answer "
-                            f"({describe_body(resp)}) — check --base-url: it must be the server's OpenAI API root, usually ending in /v1")
-    if strict_model and model not in served:
-        raise EndpointError(f"model `{model}` is not served at {base_url}; it serves: {', '.join(served) or 'nothing'}")
-    return served
 
 
 async def _ask_all(base_url: str, model: str, rows: list[dict[str, Any]], system: str | None, cache: AnswerCache,

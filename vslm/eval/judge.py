@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..core.errors import EndpointError
 from .client import AnswerCache, prompt_of, request_key
 from ..core.paths import ROOT, rel
-from ..data.teacher import ENV_FILE, Teacher, TeacherConfig, TeacherError, read_env_file, teacher_from_env
+from ..core.endpoint import ENV_FILE, Endpoint, EndpointConfig, endpoint_from_env, read_env_file
 
 RUBRIC = ROOT / "eval" / "judge_rubric.md"
 JUDGED_TASKS = ("qa", "refusal", "correction")
@@ -39,7 +39,7 @@ VERDICT_PATTERN = r'\{"score": [1-5], "reason": "[^"\\\n]{0,80}"\}'
 
 @dataclass
 class JudgeSpec:
-    config: TeacherConfig
+    config: EndpointConfig
     rubric: Path = RUBRIC
     structured: bool = False  # vLLM: constrain the verdict to VERDICT_PATTERN with structured outputs
     concurrency: int = 8
@@ -57,10 +57,10 @@ def judge_from_env(base_url: str | None = None, model: str | None = None, rubric
     own = base_url or model or any(k.startswith("VSLM_JUDGE_") and v for k, v in env.items())
     teacher = any(k.startswith("VSLM_TEACHER_") and v for k, v in env.items())
     prefix = "VSLM_JUDGE" if own or not teacher else "VSLM_TEACHER"
-    config = teacher_from_env(base_url, model, env_file, prefix=prefix, docs="README.md, Evaluation: LLM judge")
+    config = endpoint_from_env(base_url, model, env_file, prefix, "README.md, Evaluation: LLM judge")
     rubric = Path(rubric) if rubric else RUBRIC
     if not rubric.is_file():
-        raise TeacherError(f"judge rubric {rubric} not found — pass --judge-rubric with a Markdown rubric (see {rel(RUBRIC)})")
+        raise EndpointError(f"judge rubric {rubric} not found — pass --judge-rubric with a Markdown rubric (see {rel(RUBRIC)})")
     return JudgeSpec(config, rubric, structured, concurrency)
 
 
@@ -88,19 +88,19 @@ def judge_messages(row: dict[str, Any], answer: str, rubric: str) -> list[dict[s
 
 async def _judge_all(todo: list[tuple[str, list[dict[str, str]], str]], spec: JudgeSpec, cache: AnswerCache,
                      bar: tqdm) -> list[BaseException | None]:
-    teacher = Teacher(spec.config, concurrency=spec.concurrency)
+    endpoint = Endpoint(spec.config, concurrency=spec.concurrency)
     extra = {"structured_outputs": {"regex": VERDICT_PATTERN}} if spec.structured else None
 
     async def one(row_id: str, messages: list[dict[str, str]], key: str) -> None:
-        text = await teacher.chat(messages, MAX_TOKENS, 0.0, extra)
+        text = await endpoint.chat(messages, MAX_TOKENS, 0.0, extra)
         cache.add(key, row_id, spec.config.model, text)
         bar.update(1)
 
     try:
-        await teacher.check()
+        await endpoint.check()
         return await asyncio.gather(*(one(*t) for t in todo), return_exceptions=True)
     finally:
-        await teacher.close()
+        await endpoint.close()
 
 
 def judge_answers(rows: list[dict[str, Any]], answers: dict[str, str], spec: JudgeSpec, cache_path: Path,

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .client import ask_all
-from ..data.datacheck import jaccard, normalize_prompt, trigrams
+from ..core.text import jaccard, trigrams
+from ..data.datacheck import normalize_prompt
 from .evaluate import eval_set_path, question_index, read_eval_file, training_rows
 from ..core.errors import DataError
 from ..core.jsonio import atomic_write_json, atomic_write_text, read_text, sha256_file, text_lines

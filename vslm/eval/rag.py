@@ -27,6 +27,7 @@ from ..core.errors import DataError
 from ..core.jsonio import atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_file
 from .metrics import normalize
 from ..core.paths import ROOT, rel
+from ..core.text import bigrams
 
 DEFAULT_K = 3  # finance_eval hit rate: top-1 62.7%, top-3 85.6%, top-5 89.0% (ceiling 93.2%): 3 is the knee
 CHUNK_SIZE, CHUNK_OVERLAP = 2000, 200  # distillation's defaults (distill.Options); smaller chunks retrieve worse here
@@ -50,7 +51,7 @@ REGENERATE_TEMPLATE = ("下面的资料是回答这个问题的全部依据。�
 def tokens(text: str) -> list[str]:
     """Character unigrams and bigrams of the normalised text (case-folded, no spaces or punctuation)."""
     norm = normalize(text)
-    return list(norm) + [norm[i:i + 2] for i in range(len(norm) - 1)]
+    return list(norm) + bigrams(norm)
 
 
 def check_template(template: str) -> str:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonio import atomic_write_json, atomic_write_text
+from ..core.jsonio import atomic_write_json, atomic_write_text, read_jsonl
 from .metrics import measure_of
 
 METRICS = [("heldout_loss", "loss on the held-out reference answers (nats/token, teacher-forced; lower is better)"),
@@ -75,8 +75,7 @@ def plot_loss(trainer_log: Path, out: Path, title: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps, losses, eval_steps, eval_losses = [], [], [], []
-    for line in trainer_log.read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
+    for item in read_jsonl(trainer_log):
         if "loss" in item and item.get("loss") is not None:
             steps.append(item["current_steps"]), losses.append(item["loss"])
         if item.get("eval_loss") is not None:

@@ -13,6 +13,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from ..core.text import bigrams
 from .metrics import is_refusal, measure_of, normalize
 
 THRESHOLD = 0.8
@@ -65,8 +66,7 @@ def unsupported_numbers(answer: str, material: str) -> tuple[int, list[str]]:
 
 
 def _bigrams(text: str) -> set[str]:
-    norm = normalize(text)
-    return {norm[i:i + 2] for i in range(len(norm) - 1)}
+    return set(bigrams(normalize(text)))
 
 
 def check_answer(answer: str, passages: list[str], question: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from .matrix import Recipe, expand, format_overrides, load_matrix, profile_overrides
+from ..core.jsonio import atomic_write_text
 from ..core.paths import ROOT, TEMPLATES
 
 DEEPSPEED = {"recipes/deepspeed/ds_z2.json": "ds_z2.json.j2", "recipes/deepspeed/ds_z3.json": "ds_z3.json.j2"}
@@ -96,10 +97,7 @@ def write_all(files: dict[str, str]) -> list[str]:
         path = ROOT / rel
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
         written.append(rel)
     return written
 

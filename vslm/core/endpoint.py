@@ -1,9 +1,10 @@
-"""The teacher: any OpenAI-compatible endpoint, called with several API keys in rotation.
+"""The HTTP stack for OpenAI-compatible endpoints: the distillation teacher, the LLM judge and the served models under
+evaluation (the /models check). `Endpoint` calls one with several API keys in rotation.
 
-Configuration comes from the environment or `.env` (the environment wins):
-  VSLM_TEACHER_BASE_URL   e.g. https://api.example.com/v1
-  VSLM_TEACHER_MODEL      e.g. qwen-max
-  VSLM_TEACHER_API_KEYS   one or more keys, comma-separated (VSLM_TEACHER_API_KEY for a single one)
+Configuration comes from the environment or `.env` (the environment wins), under a prefix (VSLM_TEACHER, VSLM_JUDGE):
+  <prefix>_BASE_URL   e.g. https://api.example.com/v1
+  <prefix>_MODEL      e.g. qwen-max
+  <prefix>_API_KEYS   one or more keys, comma-separated (<prefix>_API_KEY for a single one)
 
 Keys are never printed, logged, cached or put into exception messages: a key is named `key#1`, `key#2`...
 A key that gets HTTP 429/401/403 rests for the time the server's Retry-After asks (capped), else for a cool-down;
@@ -26,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 from openai import (APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, AuthenticationError,
                     InternalServerError, PermissionDeniedError, RateLimitError)
 from tenacity import (
@@ -35,19 +37,15 @@ from tenacity import (
     wait_exponential,
 )
 
-from ..core.errors import EndpointError
-from ..core.paths import ROOT
+from .errors import EndpointError
+from .paths import ROOT
 
 ENV_FILE = ROOT / ".env"
 REST_STATUSES = (401, 403, 429)
 MAX_RETRY_AFTER = 600.0  # a server asking for a longer rest is not waited for beyond this
 
 
-class TeacherError(EndpointError):
-    """A request that failed for good; the message never contains a key."""
-
-
-class Retryable(TeacherError):
+class Retryable(EndpointError):
     """A failure worth another attempt (with another key, after a back-off)."""
 
 
@@ -71,18 +69,17 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 @dataclass
-class TeacherConfig:
+class EndpointConfig:
     base_url: str
     model: str
     keys: list[str]
     env_prefix: str = "VSLM_TEACHER"  # where the settings came from, for error messages
 
     def __repr__(self) -> str:  # never show the keys
-        return f"TeacherConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
+        return f"EndpointConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
 
 
-def teacher_from_env(base_url: str | None = None, model: str | None = None, env_file: Path | None = ENV_FILE,
-                     prefix: str = "VSLM_TEACHER", docs: str = "datasets/FORMAT.md, Distilling documents") -> TeacherConfig:
+def endpoint_from_env(base_url: str | None, model: str | None, env_file: Path | None, prefix: str, docs: str) -> EndpointConfig:
     """<prefix>_BASE_URL, <prefix>_MODEL and <prefix>_API_KEYS (or _API_KEY) from the environment or .env."""
     env = {**(read_env_file(env_file) if env_file else {}), **os.environ}
     base_url = base_url or env.get(f"{prefix}_BASE_URL")
@@ -90,8 +87,8 @@ def teacher_from_env(base_url: str | None = None, model: str | None = None, env_
     keys = [k.strip() for k in (env.get(f"{prefix}_API_KEYS") or env.get(f"{prefix}_API_KEY") or "").split(",") if k.strip()]
     missing = [n for n, v in ((f"{prefix}_BASE_URL", base_url), (f"{prefix}_MODEL", model)) if not v]
     if missing:
-        raise TeacherError(f"set {' and '.join(missing)} in the environment or .env (see {docs})")
-    return TeacherConfig(base_url.rstrip("/"), model, keys or ["EMPTY"], prefix)
+        raise EndpointError(f"set {' and '.join(missing)} in the environment or .env (see {docs})")
+    return EndpointConfig(base_url.rstrip("/"), model, keys or ["EMPTY"], prefix)
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -119,14 +116,53 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def served_models(body: Any) -> list[str] | None:
-    """Model ids of a /models answer: the OpenAI shape {"data": [{"id": ...}]} or a bare list; None when unreadable."""
+def served_models(body: Any, strict: bool = False) -> list[str] | None:
+    """Model ids of a /models answer, None when unreadable. strict: only the OpenAI shape {"data": [{"id": ...}, ...]}
+    (what a server under evaluation must give); otherwise a bare list of ids or objects is read too (teachers, judges)."""
+    if strict:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+            return None
+        return [m["id"] for m in data]
     items = body.get("data") if isinstance(body, dict) else body
     if not isinstance(items, list):
         return None
     ids = [i.get("id") if isinstance(i, dict) else i for i in items]
     ids = [i for i in ids if isinstance(i, str)]
     return ids if ids or not items else None
+
+
+def describe_body(resp: httpx.Response) -> str:
+    """What came back, in a few words for a message: an HTML page, a JSON list, ..."""
+    text = resp.content[:512].decode("utf-8", errors="replace").lstrip()
+    if "html" in resp.headers.get("content-type", "") or text[:1] == "<":
+        return "an HTML page"
+    try:
+        body = resp.json()
+    except ValueError:
+        return "text that is not JSON" if text else "an empty body"
+    if isinstance(body, dict):
+        return "a JSON object without a `data` list of models"
+    return "a JSON " + {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(body), "null")
+
+
+def check_endpoint(base_url: str, model: str, api_key: str, strict_model: bool) -> list[str]:
+    try:
+        resp = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise EndpointError(f"cannot reach {base_url} ({type(exc).__name__}) — start a server with `vslm serve <recipe>` or fix --base-url") from None
+    if resp.status_code != 200:
+        raise EndpointError(f"{base_url}/models answered HTTP {resp.status_code} — check --base-url and the API key")
+    try:
+        served = served_models(resp.json(), strict=True)
+    except ValueError:  # JSONDecodeError, or bytes that are not text
+        served = None
+    if served is None:
+        raise EndpointError(f"{base_url}/models answered HTTP 200 but not an OpenAI-compatible /models answer "
+                            f"({describe_body(resp)}) — check --base-url: it must be the server's OpenAI API root, usually ending in /v1")
+    if strict_model and model not in served:
+        raise EndpointError(f"model `{model}` is not served at {base_url}; it serves: {', '.join(served) or 'nothing'}")
+    return served
 
 
 def show(message: str) -> None:
@@ -157,13 +193,13 @@ class KeyPool:
 
     def __post_init__(self) -> None:
         if not self.keys:
-            raise TeacherError(f"no API keys given ({self.env_prefix}_API_KEYS)")
+            raise EndpointError(f"no API keys given ({self.env_prefix}_API_KEYS)")
         self.states = [KeyState(f"key#{i + 1}") for i in range(len(self.keys))]
 
     async def pick(self) -> int:
         while True:
             if all(s.rejected for s in self.states):
-                raise TeacherError(f"every API key was rejected (HTTP 401/403) — check {self.env_prefix}_API_KEYS ({len(self.keys)} key(s))")
+                raise EndpointError(f"every API key was rejected (HTTP 401/403) — check {self.env_prefix}_API_KEYS ({len(self.keys)} key(s))")
             now = time.monotonic()
             ready = [i for i, s in enumerate(self.states) if s.resting_until <= now]
             if ready:
@@ -200,16 +236,16 @@ class KeyPool:
         return {s.name: {"requests": s.requests, "failures": s.failures, "rests": s.rests} for s in self.states}
 
 
-class Teacher:
+class Endpoint:
     """chat(messages) -> text, with key rotation, bounded concurrency and retries with exponential back-off."""
 
-    def __init__(self, config: TeacherConfig, *, concurrency: int = 8, attempts: int = 5, timeout: float = 120,
+    def __init__(self, config: EndpointConfig, *, concurrency: int = 8, attempts: int = 5, timeout: float = 120,
                  cooldown: float = 30.0, backoff: tuple[float, float] = (0.5, 8.0), strict_model: bool = True):
         for flag, value, ok, rule in (("--concurrency", concurrency, concurrency >= 1, "at least 1"),
                                       ("--attempts", attempts, attempts >= 1, "at least 1"),
                                       ("--timeout", timeout, timeout > 0, "more than 0"), ("--cooldown", cooldown, cooldown >= 0, "0 or more")):
             if not ok:
-                raise TeacherError(f"{flag} must be {rule} (got {value:g})")
+                raise EndpointError(f"{flag} must be {rule} (got {value:g})")
         self.config = config
         self.pool = KeyPool(config.keys, cooldown, config.env_prefix)
         first = AsyncOpenAI(base_url=config.base_url, api_key=config.keys[0], max_retries=0, timeout=timeout)
@@ -224,7 +260,7 @@ class Teacher:
         try:
             body = await self.clients[0].get("/models", cast_to=object, options={"timeout": 10})
         except APIConnectionError as exc:
-            raise TeacherError(f"cannot reach the {role} at {cfg.base_url} ({type(exc).__name__}) — "
+            raise EndpointError(f"cannot reach the {role} at {cfg.base_url} ({type(exc).__name__}) — "
                                f"check {cfg.env_prefix}_BASE_URL") from None
         except Exception:
             return
@@ -233,7 +269,7 @@ class Teacher:
             return
         close = difflib.get_close_matches(cfg.model, served, n=1)
         listed = ", ".join(served[:12]) + (f" … ({len(served)} in all)" if len(served) > 12 else "") or "no model"
-        raise TeacherError(f"{role} model `{cfg.model}` is not served at {cfg.base_url}; it serves: {listed}"
+        raise EndpointError(f"{role} model `{cfg.model}` is not served at {cfg.base_url}; it serves: {listed}"
                            f"{f' (did you mean `{close[0]}`?)' if close else ''} — set {cfg.env_prefix}_MODEL"
                            + (" or --model (--any-model skips this check)" if role == "teacher" else f" or --{role}-model"))
 
@@ -255,7 +291,7 @@ class Teacher:
             self.pool.failed(index, None)
             raise Retryable(f"connection failed with {name}") from None
         except APIStatusError as exc:
-            raise TeacherError(f"HTTP {exc.status_code} with {name}") from None
+            raise EndpointError(f"HTTP {exc.status_code} with {name}") from None
         except Exception as exc:  # a 200 whose body is not JSON (a proxy hiccup): worth another try; the message may quote the request: drop it
             self.pool.failed(index, None)
             raise Retryable(f"unreadable response ({type(exc).__name__}) with {name}") from None
@@ -278,8 +314,8 @@ class Teacher:
                     with attempt:
                         return await self._once(messages, max_tokens, temperature, extra_body)
             except Retryable as exc:
-                raise TeacherError(f"{exc} (gave up after {self.attempts} attempts)") from None
-        raise TeacherError("no attempt was made")  # unreachable
+                raise EndpointError(f"{exc} (gave up after {self.attempts} attempts)") from None
+        raise EndpointError("no attempt was made")  # unreachable
 
     async def close(self) -> None:
         await self.clients[0].close()  # the others share its connection pool
