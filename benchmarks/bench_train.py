@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from _common import (
     RESULTS,
     ROOT,
@@ -54,6 +53,7 @@ from _common import (
     recipe_config,
     row_lengths,
 )
+from rss_watch import tree_rss
 
 from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes
 from vslm.recipes.resolve import resolve
@@ -86,16 +86,7 @@ class Measured:
         except psutil.NoSuchProcess:
             return
         while not self._done.is_set():
-            total = 0
-            try:
-                procs = [root] + root.children(recursive=True)
-            except psutil.NoSuchProcess:
-                procs = []
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
+            total = (tree_rss(root) or (0, []))[0]  # the same process-tree sum as benchmarks/rss_watch.py
             self.peak = max(self.peak, total)
             if self.stage:
                 st = self.stages[self.stage]
@@ -252,7 +243,7 @@ def demo_stage(line: str) -> str | None:
 
 
 def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
-    existing = ROOT / "saves" / "tiny" / RECIPE / "eval" / "report.json"
+    existing = resolve(get_recipe(RECIPE), "tiny").report_json
     if mode == "skip":
         return {"mode": "skipped"}
     report = json.loads(existing.read_text()) if existing.is_file() else None

@@ -34,6 +34,28 @@ def stage_of(cmdlines: list[str]) -> str:
     return "other"
 
 
+def tree_rss(root) -> tuple[int, list[str]] | None:
+    """(RSS summed over a psutil process and all its descendants, the descendants' command lines); None once the
+    process is gone."""
+    import psutil
+
+    try:
+        if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
+            return None
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    total, cmds = 0, []
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+            if p.pid != root.pid:
+                cmds.append(" ".join(p.cmdline()) + " ")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return total, cmds
+
+
 def watch(pid: int, interval: float) -> dict:
     import psutil
 
@@ -42,21 +64,8 @@ def watch(pid: int, interval: float) -> dict:
     peak = 0
     start = time.time()
     order: list[str] = []
-    while True:
-        try:
-            if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
-                break
-            procs = [root] + root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            break
-        total, cmds = 0, []
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-                if p.pid != pid:
-                    cmds.append(" ".join(p.cmdline()) + " ")
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
+    while (sample := tree_rss(root)) is not None:
+        total, cmds = sample
         name = stage_of(cmds)
         now = time.time() - start
         st = stages.setdefault(name, {"first_s": now, "last_s": now, "peak_rss_gib": 0.0})

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .core.errors import DataError, RecipeError, VslmError
 
+PROFILES = ("tiny",)  # the profiles of templates/matrix.yaml (tests/recipes/test_matrix.py keeps them equal)
+
 
 def bounded(low: float, high: float | None = None, *, whole: bool = True, give: str = "a count of 1 or more"):
     """An argparse type for a number in [low, high]; its one-line error says what to give instead."""
@@ -364,13 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                              ("merge", cmd_merge, "merge the adapter into the base with llamafactory-cli export")):
         p = sub.add_parser(name, help=text)
         p.add_argument("recipe")
-        p.add_argument("--profile", choices=["tiny"], help="tiny = the same recipe + CPU overrides on the tiny model")
+        p.add_argument("--profile", choices=PROFILES, help="tiny = the same recipe + CPU overrides on the tiny model")
         p.add_argument("overrides", nargs="*", help="extra key=value overrides passed to llamafactory-cli")
         p.set_defaults(func=func)
 
     p = sub.add_parser("serve", help="serve a recipe's base + adapter on 127.0.0.1 (vLLM if installed, else llamafactory-cli api)")
     p.add_argument("recipe")
-    p.add_argument("--profile", choices=["tiny"])
+    p.add_argument("--profile", choices=PROFILES)
     p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
     p.add_argument("--port", type=port_number, default=8000)
     p.set_defaults(func=cmd_serve)
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: tiny model -> train -> merge -> serve -> evaluate base vs fine-tuned -> report")
     p.add_argument("--recipe", default="telecom_r32")
-    p.add_argument("--profile", default="tiny", choices=["tiny"])
+    p.add_argument("--profile", default="tiny", choices=PROFILES)
     p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
     p.add_argument("--port", type=port_number)
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N held-out rows")
@@ -503,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?", help="recipe whose report (or --answers) to sample")
     p.add_argument("--n", type=positive_int, default=50, help="questions to sample (default 50)")
     p.add_argument("--seed", type=int, default=0, help="sampling and A/B order seed (default 0)")
-    p.add_argument("--profile", choices=["tiny"], help="review the tiny profile's report (saves/tiny/<recipe>/eval/report.json)")
+    p.add_argument("--profile", choices=PROFILES, help="review the tiny profile's report (saves/tiny/<recipe>/eval/report.json)")
     p.add_argument("--report", type=Path, help="report.json to take answers from (default: the recipe's demo report)")
     p.add_argument("--answers", type=Path, nargs=2, metavar=("A.json", "B.json"), help="two `vslm eval` outputs instead of a report")
     p.add_argument("--systems", nargs=2, metavar=("FIRST", "SECOND"), help="two systems of the report (default: base fine-tuned; "
@@ -518,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-gguf", help="convert the merged model to GGUF for llama.cpp/Ollama (f16, q8_0, q4_k_m ...) with an "
                        "Ollama Modelfile; --eval serves each file and measures the quantization loss on the held-out set")
     p.add_argument("recipe")
-    p.add_argument("--profile", choices=["tiny"], help="the tiny-profile run (saves/tiny/<recipe>/merged)")
+    p.add_argument("--profile", choices=PROFILES, help="the tiny-profile run (saves/tiny/<recipe>/merged)")
     p.add_argument("--quant", default="f16,q8_0,q4_k_m", help="comma-separated: f32, f16, bf16, q8_0 (converted), q4_k_m, "
                    "q5_k_m, q6_k (quantized from f16; need `make gguf`); default f16,q8_0,q4_k_m")
     p.add_argument("--replace", action="store_true", help="overwrite existing GGUF files, Modelfile and quant_eval results")

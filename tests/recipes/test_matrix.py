@@ -129,3 +129,9 @@ def test_flash_attn_choices_are_llamafactorys():
     from vslm.recipes.matrix import FLASH_ATTN
 
     assert FLASH_ATTN == tuple(member.value for member in AttentionFunction)
+
+
+def test_the_command_lines_profile_choices_are_the_matrix_profiles():
+    from vslm.cli import PROFILES
+
+    assert set(PROFILES) == set(load_matrix()["profiles"])
