@@ -135,3 +135,13 @@ def test_the_command_lines_profile_choices_are_the_matrix_profiles():
     from vslm.cli import PROFILES
 
     assert set(PROFILES) == set(load_matrix()["profiles"])
+
+
+def test_the_matrix_is_read_once_per_version_and_callers_get_their_own_copy(tmp_path, monkeypatch):
+    path = tmp_path / "matrix.yaml"
+    path.write_text(SHIPPED, encoding="utf-8")
+    first = load_matrix(path)
+    first["recipes"]["telecom_r32"]["learning_rate"] = 9.0
+    assert load_matrix(path)["recipes"]["telecom_r32"]["learning_rate"] == 1.0e-4, "a caller's change stays its own"
+    path.write_text(SHIPPED.replace("    learning_rate: 1.0e-4\n", "    learning_rate: 3.0e-4\n", 1), encoding="utf-8")
+    assert load_matrix(path)["recipes"]["telecom_r32"]["learning_rate"] == 3.0e-4, "an edited file is read again"

@@ -345,12 +345,24 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
     return problems
 
 
+_READ: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # path -> ((mtime_ns, size), checked matrix)
+
+
 def load_matrix(path: Path | None = None) -> dict[str, Any]:
-    """The matrix as written, after the schema check (every problem reported at once)."""
+    """The matrix as written, after the schema check (every problem reported at once). Read and checked once per
+    version of the file (its modification time and size); every caller gets its own copy."""
     path = path or matrix_path()
     shown = rel(path) if path.is_absolute() else path
     if not path.is_file():
         raise RecipeError(f"{shown}: recipe matrix not found" + (" (check $VSLM_MATRIX)" if os.environ.get("VSLM_MATRIX") else ""))
+    stat = path.stat()
+    version, key = (stat.st_mtime_ns, stat.st_size), path.resolve()
+    if key not in _READ or _READ[key][0] != version:
+        _READ[key] = (version, _read_matrix(path, shown))
+    return copy.deepcopy(_READ[key][1])
+
+
+def _read_matrix(path: Path, shown: Path | str) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError as exc:
