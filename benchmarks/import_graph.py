@@ -78,12 +78,13 @@ def draw(modules: dict[str, str], links: set[tuple[str, str]], out: Path, title:
     graph.add_nodes_from(modules)
     graph.add_edges_from(links)
     if all(layer(m) == "" for m in modules):  # flat package: rows by import depth (modules that import nothing at the bottom)
-        depth = {}
-        for node in reversed(list(nx.topological_sort(graph))) if nx.is_directed_acyclic_graph(graph) else graph:
-            depth[node] = 1 + max((depth.get(t, 0) for t in graph.successors(node)), default=-1)
+        dag = nx.condensation(graph)  # an import cycle is one node of it
+        depth: dict[int, int] = {}
+        for comp in reversed(list(nx.topological_sort(dag))):
+            depth[comp] = 1 + max((depth[t] for t in dag.successors(comp)), default=-1)
         rows: dict[int, list[str]] = {}
-        for node, d in depth.items():
-            rows.setdefault(d, []).append(node)
+        for comp, d in depth.items():
+            rows.setdefault(d, []).extend(dag.nodes[comp]["members"])
     else:
         rows = {}
         for node in modules:
