@@ -32,7 +32,7 @@ check: install
 	.venv/bin/vslm check && .venv/bin/vslm validate && .venv/bin/vslm registry
 
 # Benchmarks (not tests): the GPU plan (estimate, ~1 min), then the CPU training benchmark with the tiny
-# model (~15 min on 2 cores, plus one `vslm demo` unless saves/tiny/telecom_r32/eval/report.json exists;
+# model (~15 min on 2 cores, plus one `vslm demo` unless saves/tiny_full/telecom_r32/eval/report.json exists;
 # results in benchmarks/results/). See "## Benchmarks" in README.md.
 .PHONY: bench
 bench: install

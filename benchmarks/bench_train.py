@@ -17,7 +17,7 @@ b. Padding waste: for every recipe's training datasets (rows tokenised by LlamaF
    LlamaFactory packs — checked against its packed dataset in this run); and the measured tokens/s of short
    llamafactory runs with packing=true / neat_packing=true vs false (telecom, tiny profile).
 c. End to end: wall time and peak RSS (process tree, sampled with psutil) of every stage of `vslm demo`.
-   auto: if saves/tiny/telecom_r32/eval/report.json exists its context.timings_s are reused (add peak RSS
+   auto: if saves/tiny_full/telecom_r32/eval/report.json exists its context.timings_s are reused (add peak RSS
    recorded by benchmarks/rss_watch.py on that demo with --rss-json); otherwise the demo runs once with
    VSLM_SAVES in a throw-away folder under saves/, so nobody's saves/tiny is touched.
    Targets: ≤ 10 min and ≤ 6 GB on 2 cores.
@@ -56,7 +56,7 @@ from _common import (
 from rss_watch import tree_rss
 
 from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes
-from vslm.recipes.resolve import resolve
+from vslm.recipes.resolve import DEMO_PROFILE, resolve
 
 RECIPE = "telecom_r32"
 TINY = "tiny-qwen2"
@@ -243,7 +243,7 @@ def demo_stage(line: str) -> str | None:
 
 
 def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
-    existing = resolve(get_recipe(RECIPE), "tiny").report_json
+    existing = resolve(get_recipe(RECIPE), DEMO_PROFILE).report_json
     if mode == "skip":
         return {"mode": "skipped"}
     report = json.loads(existing.read_text()) if existing.is_file() else None
@@ -287,7 +287,7 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
         print(f"[bench] c. running `vslm demo` once (VSLM_SAVES={saves})", flush=True)
         res = Measured([str(Path(sys.executable).with_name("vslm")), "demo"], log, env={"VSLM_SAVES": str(saves)},
                        stage_of=demo_stage).run()
-        report_path = ROOT / saves / "tiny" / RECIPE / "eval" / "report.json"
+        report_path = ROOT / saves / DEMO_PROFILE / RECIPE / "eval" / "report.json"
         report = json.loads(report_path.read_text()) if report_path.is_file() else None
         error = None if res["rc"] == 0 else tail(log, 15)
     stages = {name: {"wall_s": round(s["end_s"] - s["start_s"], 1), "peak_rss_gib": round(s["peak_rss"] / GIB, 2)}
@@ -440,7 +440,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per side in (a), alternating A B B A (default 2)")
     parser.add_argument("--parts", default="abc", help="which parts to (re)run, e.g. `c`; the others are kept from --out")
     parser.add_argument("--e2e", choices=["auto", "run", "reuse", "skip"], default="auto",
-                        help="c: auto = reuse saves/tiny/telecom_r32/eval/report.json if present, else run the demo once")
+                        help="c: auto = reuse saves/tiny_full/telecom_r32/eval/report.json if present, else run the demo once")
     parser.add_argument("--rss-json", type=Path, help="c, with a reused report: peak RSS per stage from benchmarks/rss_watch.py")
     parser.add_argument("--no-neat", action="store_true", help="skip the measured neat_packing run in (b)")
     parser.add_argument("--out", type=Path, default=RESULTS / "train.json")

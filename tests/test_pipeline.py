@@ -4,6 +4,7 @@ a real OpenAI-compatible server on loopback, evaluation on its answers, and one-
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -185,3 +186,37 @@ def test_port_in_use_is_one_line_error(tiny_qwen2):
         port = busy.getsockname()[1]
         line = _one_line_error(run(VSLM + ["serve", "telecom_r32", "--profile", "tiny", "--backend", "llamafactory", "--port", str(port)]))
     assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+@pytest.mark.slow
+def test_a_full_fine_tune_is_served_by_its_own_vllm_process_beside_the_base(tiny_qwen2, tmp_path, monkeypatch):
+    """tiny_full: train two steps, `merge` is a no-op that names the trained model, and the evaluation serves the base
+    and the fine-tuned model from two vLLM processes one after the other (vLLM serves one model per process), asking
+    only the held-out rows about the trained rows plus the out-of-scope ones."""
+    from vslm.eval.evaluate import about_trained_facts, load_eval_rows, taught_rows
+    from vslm.pipeline import serve_and_evaluate
+    from vslm.recipes.matrix import get_recipe
+    from vslm.recipes.resolve import resolve
+    from vslm.serve.servers import vllm_python
+    from vslm.train.run import merge
+
+    assert vllm_python(), "vLLM is not installed: `make test` installs it with scripts/install_vllm.sh"
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
+    result = run([sys.executable, "-m", "vslm", "train", "telecom_r32", "--profile", "tiny_full", "max_steps=2", "save_steps=2"],
+                 env={**os.environ, "VSLM_SAVES": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    recipe = get_recipe("telecom_r32")
+    plan = resolve(recipe, "tiny_full")
+    assert (plan.trained_dir / "model.safetensors").is_file() and not (plan.trained_dir / "adapter_config.json").exists()
+    assert merge(recipe, "tiny_full") == plan.trained_dir
+    ev = serve_and_evaluate(recipe, "tiny_full", tmp_path / "eval", backend="vllm", concurrency=4)
+    max_samples = plan.stage("train").config["max_samples"]
+    asked = about_trained_facts(load_eval_rows("telecom_eval"), ["telecom_train"], max_samples)
+    assert ev["max_samples"] == max_samples and ev["fine_tuned"] == plan.merged_dir
+    assert ev["rows"] == asked and len(asked) < len(load_eval_rows("telecom_eval"))
+    assert ev["taught_rows"] == taught_rows(asked, ["telecom_train"], "telecom_eval")
+    logs = {label: (tmp_path / "eval" / "logs" / f"vllm-{label}.log").read_text(encoding="utf-8") for label in ("base", "fine-tuned")}
+    for label in ("base", "fine-tuned"):
+        assert set(ev["results"][label]["answers"]) == {r["id"] for r in ev["rows"]}
+    assert f"model='{plan.merged_dir}'" in logs["fine-tuned"] and str(plan.merged_dir) not in logs["base"]
+    assert "tiny-qwen2" in logs["base"]

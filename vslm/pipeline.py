@@ -1,4 +1,4 @@
-"""The main job: tiny model -> LoRA training -> merge -> served model -> base vs fine-tuned evaluation -> report."""
+"""The main job: tiny model -> fine-tuning -> merge -> served model -> base vs fine-tuned evaluation -> report."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .eval.evaluate import evaluate, load_eval_rows, taught_rows
+from .eval.evaluate import about_trained_facts, evaluate, load_eval_rows, taught_rows
 from .eval.judge import JudgeSpec
 from .recipes.matrix import Recipe, format_overrides, get_recipe
-from .recipes.resolve import resolve
+from .recipes.resolve import DEMO_PROFILE, resolve
 from .core.paths import ROOT, rel
 from .eval.report import write_report
 from .serve.servers import free_port, llamafactory_api, recipe_vllm_server, vllm_for
@@ -33,7 +33,8 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     them (vslm.eval.verify), and both models answer again with the passages in the prompt ("base + RAG", "fine-tuned + RAG")."""
     plan = resolve(recipe, profile)
     base_model, adapter_dir, merged_dir = plan.base_model, plan.adapter_dir, plan.merged_dir
-    sets = {"eval": load_eval_rows(recipe["eval_set"], limit)}
+    max_samples = trained_max_samples(plan)
+    sets = {"eval": about_trained_facts(load_eval_rows(recipe["eval_set"], limit), recipe["datasets"], max_samples)}
     taught = taught_rows(sets["eval"], recipe["datasets"], recipe["eval_set"])
     if taught:
         sets["taught"] = taught
@@ -67,7 +68,13 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                 rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
                 label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **how, **common, **extra[set_name])
 
-    if python:
+    if python and plan.full_finetune:  # one model per vLLM process: the base, then the fine-tuned model
+        for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
+            with recipe_vllm_server(python, plan, port, logs / f"vllm-{label}.log", model=label) as server:
+                for set_name in sets:
+                    ask(server, set_name, label, model, structured=True)
+        used = "vllm"
+    elif python:
         with recipe_vllm_server(python, plan, port, logs / "vllm.log") as server:
             for set_name in sets:
                 for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
@@ -84,8 +91,18 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
         used = "llamafactory-api"
     return {"results": results["eval"], "taught": results.get("taught"), "general": results.get("general"), "backend": used,
             "rows": sets["eval"], "taught_rows": sets.get("taught"), "general_rows": sets.get("general"),
-            "base_model": base_model, "merged_dir": merged_dir, "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" else merged_dir,
-            "rag": {"results": results_rag, "retrieval": retrieval} if rag else None}
+            "base_model": base_model, "merged_dir": merged_dir,
+            "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" and adapter_dir else merged_dir,
+            "rag": {"results": results_rag, "retrieval": retrieval} if rag else None, "max_samples": max_samples}
+
+
+def trained_max_samples(plan) -> int | None:
+    """LlamaFactory's `max_samples` of the run that wrote the trained adapter or model (its run record; the plan's
+    training config before it exists); None when it trained every row."""
+    record = plan.trained_dir / "run_record.json"
+    if record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))["effective_config"].get("max_samples")
+    return plan.stage("train").config.get("max_samples")
 
 
 def token_counter(model_dir: Path):
@@ -111,6 +128,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
                  "model_name_or_path": model_path, "do_train": False, "do_eval": True, "eval_dataset": recipe["eval_set"],
                  "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
     overrides.pop("adapter_name_or_path", None)
+    overrides.pop("max_samples", None)  # every held-out reference, not the first rows (max_samples applies to eval sets too)
     cmd = [llamafactory_cli(), "train", str(stage.path), *format_overrides(overrides)]
     print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +139,7 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
     return round(json.loads((out_dir / "all_results.json").read_text())["eval_loss"], 4)
 
 
-def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: str = "auto", port: int | None = None,
+def demo(recipe_name: str = "telecom_r32", profile: str = DEMO_PROFILE, *, backend: str = "auto", port: int | None = None,
          limit: int | None = None, skip_train: bool = False, judge: JudgeSpec | None = None) -> Path:
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -138,14 +156,18 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
     build_tiny(tiny_name)
     lap("tiny_model", t0)
     t0 = time.monotonic()
-    _step(2, 5, f"train {recipe.name} in the {profile} profile (LoRA r{recipe['lora']['rank']}/α{recipe['lora']['alpha']})")
     train_overrides = plan.stage("train").overrides
-    adapter_dir = ROOT / train_overrides["output_dir"]
-    if not (skip_train and (adapter_dir / "adapter_model.safetensors").is_file()):
+    config = plan.stage("train").config
+    how = (f"full fine-tune of the first {config['max_samples']} rows, {config['num_train_epochs']} epochs" if plan.full_finetune
+           else f"LoRA r{recipe['lora']['rank']}/α{recipe['lora']['alpha']}")
+    _step(2, 5, f"train {recipe.name} in the {profile} profile ({how})")
+    trained_dir = plan.trained_dir
+    weights = "model.safetensors" if plan.full_finetune else "adapter_model.safetensors"
+    if not (skip_train and (trained_dir / weights).is_file()):
         train(recipe, profile)
     lap("train", t0)
     t0 = time.monotonic()
-    _step(3, 5, "merge the adapter into the base (llamafactory-cli export)")
+    _step(3, 5, "nothing to merge after a full fine-tune" if plan.full_finetune else "merge the adapter into the base (llamafactory-cli export)")
     merge(recipe, profile)
     lap("merge", t0)
     t0 = time.monotonic()
@@ -166,10 +188,10 @@ def demo(recipe_name: str = "telecom_r32", profile: str = "tiny", *, backend: st
                "max_tokens": 96, "backend": ev["backend"], "base": ev["base_model"], "fine-tuned": ev["fine_tuned"],
                "train_command": "llamafactory-cli train " + str(recipe.stage("train").path) + " "
                + " ".join(format_overrides(train_overrides)),
-               "timings_s": timings}
+               "timings_s": timings, "max_samples": ev["max_samples"]}
     files = write_report(out_dir, title=f"{recipe.name} ({profile} profile): base vs fine-tuned", rows=ev["rows"],
                          results=ev["results"], general=ev["general"], general_rows=ev["general_rows"], taught=ev["taught"],
-                         taught_rows=ev["taught_rows"], context=context, trainer_log=adapter_dir / "trainer_log.jsonl", rag=ev["rag"])
+                         taught_rows=ev["taught_rows"], context=context, trainer_log=trained_dir / "trainer_log.jsonl", rag=ev["rag"])
     timings["total"] = round(time.monotonic() - started, 1)
     overall = {k: v["summary"]["overall"] for k, v in ev["results"].items()}
     print(f"\nloss on the held-out reference answers: base {losses['base']} -> fine-tuned {losses['fine-tuned']}; "

@@ -4,7 +4,7 @@ tokenizer of the tiny models."""
 import pytest
 
 from conftest import ROOT
-from vslm.models.tokenizer import FIRST_SPECIAL_ID, build_qwen_tokenizer, repository_text_files, trimmed_qwen_tokenizer
+from vslm.models.tokenizer import FIRST_SPECIAL_ID, build_qwen_tokenizer, repository_texts, trimmed_qwen_tokenizer
 
 
 def test_qwen25_ids_match_the_real_tokenizer():
@@ -38,7 +38,7 @@ def test_qwen25_chat_template_matches_llamafactory_qwen_format():
 
 @pytest.fixture(scope="module", params=["qwen2", "qwen3"])
 def trimmed_and_full(request):
-    texts = [p.read_text(encoding="utf-8") for p in repository_text_files(ROOT)]
+    texts = repository_texts(ROOT)
     return trimmed_qwen_tokenizer(request.param, texts), build_qwen_tokenizer(request.param), texts
 
 

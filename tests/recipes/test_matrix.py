@@ -49,8 +49,8 @@ BAD = [
     ("recipe_name_is_a_path", "\n  telecom_r32:\n", "\n  ../telecom:\n",
      "recipes.../telecom: a recipe name must be lowercase letters, digits and underscores, starting with a letter "
      "(it becomes recipes/<name>.yaml) — rename it"),
-    ("profile_sets_a_derived_key", "    save_steps: 50\n", "    save_steps: 50\n    output_dir: /tmp/x\n",
-     "profiles.tiny.output_dir: set per recipe by the profile (families.<family>.tiny_model, saves/tiny/<recipe>/) — remove it"),
+    ("profile_sets_a_derived_key", "    max_samples: 96\n", "    max_samples: 96\n    output_dir: /tmp/x\n",
+     "profiles.tiny_full.output_dir: set per recipe by the profile (families.<family>.tiny_model, saves/tiny_full/<recipe>/) — remove it"),
 ]
 
 

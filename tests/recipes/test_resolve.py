@@ -86,3 +86,27 @@ def test_serving_settings_come_from_the_recipes_vllm_file(name, monkeypatch):
 def test_gpu_serving_keeps_the_models_dtype(monkeypatch):
     monkeypatch.setattr(resolver, "accelerator_count", lambda: 1)
     assert resolve(get_recipe("telecom_r32")).serving().dtype is None
+
+
+def test_tiny_full_profile_trains_a_whole_model_that_is_served_and_exported_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
+    plan = resolve(get_recipe("telecom_r32"), "tiny_full")
+    run = f"{tmp_path}/tiny_full/telecom_r32"
+    train = plan.stage("train")
+    assert plan.full_finetune and train.config["finetuning_type"] == "full"
+    assert train.config["max_samples"] == plan.matrix["profiles"]["tiny_full"]["max_samples"] > 0
+    assert train.overrides["output_dir"] == f"{run}/full" and plan.trained_dir == tmp_path / "tiny_full" / "telecom_r32" / "full"
+    assert plan.adapter_dir is None and plan.merged_dir == f"{run}/full", "nothing to merge: the trained folder is the model"
+    assert plan.base_model == "models/tiny-qwen2", "the base stays the tiny model the run started from"
+    infer = plan.stage("infer")
+    assert infer.overrides["model_name_or_path"] == f"{run}/full"
+    assert "adapter_name_or_path=null" in infer.argv(), "the infer recipe's shipped adapter path is switched off"
+    assert not resolve(get_recipe("telecom_r32"), "tiny").full_finetune
+
+
+def test_tiny_full_two_stage_recipe_starts_its_sft_stage_from_the_pt_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
+    plan = resolve(get_recipe("finance_rules"), "tiny_full")
+    pt, sft = plan.train_stages
+    assert pt.overrides["output_dir"] == f"{tmp_path}/tiny_full/finance_rules/pt_full"
+    assert sft.overrides["model_name_or_path"] == pt.overrides["output_dir"] and "adapter_name_or_path" not in sft.overrides

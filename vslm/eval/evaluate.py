@@ -66,8 +66,9 @@ def load_eval_rows(name: str, limit: int | None = None, default_measure: str | N
     return read_eval_file(eval_set_path(name), limit, default_measure)
 
 
-def training_rows(names: list[str]) -> list[dict[str, Any]]:
-    """Rows {instruction, input, output, history, source} of registered training datasets, in file order."""
+def training_rows(names: list[str], max_samples: int | None = None) -> list[dict[str, Any]]:
+    """Rows {instruction, input, output, history, source} of registered training datasets, in file order; with
+    `max_samples`, from the first rows of each dataset only (what LlamaFactory's `max_samples` trains)."""
     registry = load_registry()
     out = []
     for name in names:
@@ -76,7 +77,7 @@ def training_rows(names: list[str]) -> list[dict[str, Any]]:
         entry = registry[name]
         path = ROOT / entry["file_name"]
         cols = entry.get("columns") or {}
-        for row in load_rows(path):
+        for row in load_rows(path)[:max_samples]:
             source = f"{entry['file_name']}:{row.get('_line', '?')}"
             if entry.get("formatting", "alpaca") == "alpaca":
                 item = {"instruction": row.get(cols.get("prompt", "instruction")) or "", "input": row.get(cols.get("query", "input")) or "",
@@ -134,6 +135,15 @@ def taught_rows(rows: list[dict[str, Any]], train_names: list[str], eval_name: s
             taught["known"] = row["known"]
         out.append(taught)
     return out
+
+
+def about_trained_facts(rows: list[dict[str, Any]], train_names: list[str], max_samples: int | None) -> list[dict[str, Any]]:
+    """The held-out rows a run with LlamaFactory's `max_samples` can fairly be asked: those whose `taught_question` is
+    among the rows it trained, and every row without one (out-of-scope, general). All rows when max_samples is None."""
+    if max_samples is None:
+        return rows
+    trained = question_index(training_rows(train_names, max_samples))
+    return [r for r in rows if not r.get("taught_question") or r["taught_question"].strip() in trained]
 
 
 def fixed_evaluation(name: str, rows: list[dict[str, Any]], answers: dict[str, str], **extra: Any) -> dict[str, Any]:

@@ -343,6 +343,10 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
     lines += [f"Evaluation set: `{context['eval_set']}` ({len(rows)} held-out rows: {counts}"
               + (f"; plus {len(taught_rows or [])} taught questions" if "taught" in sets else "") + "). "
               f"Greedy decoding (temperature 0), max {context['max_tokens']} new tokens, system prompt: {context.get('system') or '(none)'}", ""]
+    if context.get("max_samples"):
+        lines += [f"The model trained only the first {context['max_samples']} rows of each training dataset (LlamaFactory's "
+                  "`max_samples`), so the held-out set keeps the rows about those facts and every row without a taught "
+                  "question; the taught questions are those rows' own.", ""]
     lines += ["## What each number measures", "",
               "- **taught**: the training questions themselves (injection check, not generalisation).",
               "- **reworded**: taught facts asked in new words — key-fact recall is the measure of learned knowledge;"

@@ -53,9 +53,9 @@ WARMUP = dict(seed=0, max_steps=600, learning_rate=3.0e-3, per_device_train_batc
 
 
 def tiny_tokenizer(name: str):
-    from .tokenizer import repository_text_files, trimmed_qwen_tokenizer
+    from .tokenizer import repository_texts, trimmed_qwen_tokenizer
 
-    texts = [p.read_text(encoding="utf-8") for p in repository_text_files(ROOT)]
+    texts = repository_texts(ROOT)
     return trimmed_qwen_tokenizer(SPECS[name]["family"], texts)
 
 

@@ -84,13 +84,18 @@ def build_qwen_tokenizer(family: str = "qwen2") -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def repository_text_files(root: Path) -> list[Path]:
+def repository_texts(root: Path) -> list[str]:
     """The text the tiny models' vocabulary is cut to: every training/corpus/source file under datasets/ (held-out
-    *_eval files excluded, so nothing is tuned on them) and the recipe matrix (system prompts)."""
+    *_eval files excluded, so nothing is tuned on them) and the recipes' system prompts (not the whole matrix, so an
+    edit to its comments or keys does not change the vocabulary and rebuild the tiny models)."""
+    import yaml
+
     suffixes = (".jsonl", ".json", ".csv", ".md", ".txt")
-    data = [p for p in (root / "datasets").rglob("*")
-            if p.is_file() and p.suffix in suffixes and "_eval" not in p.name and p.name != "FORMAT.md"]
-    return sorted(data) + [root / "templates" / "matrix.yaml"]
+    data = sorted(p for p in (root / "datasets").rglob("*")
+                  if p.is_file() and p.suffix in suffixes and "_eval" not in p.name and p.name != "FORMAT.md")
+    matrix = yaml.safe_load((root / "templates" / "matrix.yaml").read_text(encoding="utf-8"))
+    systems = sorted({str(r["system"]) for r in matrix["recipes"].values() if r.get("system")})
+    return [p.read_text(encoding="utf-8") for p in data] + ["\n".join(systems)]
 
 
 def _bpe_intermediates(token: str, rank: dict[tuple[str, str], int]) -> list[str]:

@@ -438,13 +438,24 @@ def profile_overrides(recipe: Recipe, stage: Stage, profile: str | None, matrix:
     family = matrix["families"][recipe["family"]]
     out: dict[str, Any] = {"model_name_or_path": family["tiny_model"]}
     prefix = f"{saves_root}/{profile}/{recipe.name}"
+    full = matrix["profiles"][profile].get("finetuning_type") == "full"
     if stage.kind in ("train_pt", "train"):
         out.update(matrix["profiles"][profile])
         out["output_dir"] = stage.output_dir.replace(recipe.saves, prefix)
+        if full:  # a whole model, not an adapter: saves/<profile>/<recipe>/full (and pt_full for a pt stage)
+            out["output_dir"] = out["output_dir"].replace("adapter", "full")
         if stage.kind == "train" and recipe["pt"]:
-            out["adapter_name_or_path"] = f"{prefix}/pt_adapter"
+            if full:
+                out["model_name_or_path"] = f"{prefix}/pt_full"
+            else:
+                out["adapter_name_or_path"] = f"{prefix}/pt_adapter"
         if stage.kind == "train_pt":
             out.pop("cutoff_len", None)  # pt packs the corpus into blocks of the recipe's cutoff
+    elif full:  # the trained folder is the fine-tuned model: nothing to merge, served and exported as it is
+        out["model_name_or_path"] = f"{prefix}/full"
+        out["adapter_name_or_path"] = None
+        if stage.kind == "merge":
+            out["export_dir"] = f"{prefix}/full"
     else:
         out["adapter_name_or_path"] = recipe["adapter_dir"].replace(recipe.saves, prefix)
         if stage.kind == "merge":
@@ -456,6 +467,8 @@ def format_overrides(overrides: dict[str, Any]) -> list[str]:
     def fmt(value: Any) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
+        if value is None:
+            return "null"
         return str(value)
 
     return [f"{key}={fmt(value)}" for key, value in overrides.items()]

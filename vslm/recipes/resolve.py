@@ -25,6 +25,7 @@ from .matrix import Recipe, Stage, format_overrides, load_matrix, profile_overri
 # vLLM on a CPU (the tiny demo, and any machine without a GPU): fp32 (its CPU backend's safe dtype); on GPUs vLLM
 # takes the model's own dtype. The context length and LoRA rank always come from the recipe's _vllm.yaml stage.
 CPU_DTYPE = "float32"
+DEMO_PROFILE = "tiny_full"  # the main job's profile (templates/matrix.yaml): a full fine-tune the taught facts provably reach
 
 
 def saves_root() -> str:
@@ -167,12 +168,26 @@ class Resolved:
         return [self.stage(s.kind) for s in self.recipe.train_stages]
 
     @property
-    def base_model(self) -> str:
-        return self.stage("infer").overrides.get("model_name_or_path", self.recipe["model"])
+    def full_finetune(self) -> bool:
+        """The run fine-tunes the whole model (finetuning_type: full, the tiny_full profile): there is no adapter, the
+        trained folder is the fine-tuned model (merged_dir), and vLLM serves it on its own, beside a base server."""
+        return self.stage("train").config.get("finetuning_type") == "full"
 
     @property
-    def adapter_dir(self) -> str:
+    def base_model(self) -> str:
+        return self.tiny_model if self.profile else self.recipe["model"]
+
+    @property
+    def adapter_dir(self) -> str | None:
+        """The trained LoRA adapter; None for a full fine-tune."""
+        if self.full_finetune:
+            return None
         return self.stage("infer").overrides.get("adapter_name_or_path", self.recipe["adapter_dir"])
+
+    @property
+    def trained_dir(self) -> Path:
+        """What the last training stage wrote: the adapter, or the whole model of a full fine-tune."""
+        return ROOT / self.stage("train").output
 
     @property
     def merged_dir(self) -> str:

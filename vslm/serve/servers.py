@@ -161,11 +161,16 @@ def vllm_server(python: str, base_model: str, adapters: dict[str, str], settings
     return Server("vllm", cmd, port, log_path, env)
 
 
-def recipe_vllm_server(python: str, plan: Resolved, port: int, log_path: Path) -> Server:
-    """One vLLM process serving the recipe's base model as `base` and its adapter as `<recipe>`, with the settings
-    of the recipe's _vllm.yaml stage."""
+def recipe_vllm_server(python: str, plan: Resolved, port: int, log_path: Path, model: str = "fine-tuned") -> Server:
+    """One vLLM process with the settings of the recipe's _vllm.yaml stage. A LoRA recipe: the base model as `base` and
+    its adapter as `<recipe>`, whatever `model` says. A full fine-tune (one model per vLLM process): `model="fine-tuned"`
+    serves the trained model as `<recipe>`, `model="base"` the base as `base`."""
     base = str(ROOT / plan.base_model) if (ROOT / plan.base_model).exists() else plan.base_model
-    return vllm_server(python, base, {plan.recipe.name: str(ROOT / plan.adapter_dir)}, plan.serving(), port, log_path)
+    if not plan.full_finetune:
+        return vllm_server(python, base, {plan.recipe.name: str(ROOT / plan.adapter_dir)}, plan.serving(), port, log_path)
+    if model == "base":
+        return vllm_server(python, base, {}, plan.serving(), port, log_path)
+    return vllm_server(python, str(ROOT / plan.merged_dir), {}, plan.serving(), port, log_path, served_base=plan.recipe.name)
 
 
 def llama_cpp_server(python: str, gguf: Path, port: int, log_path: Path, alias: str, n_ctx: int = 2048) -> Server:

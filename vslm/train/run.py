@@ -13,7 +13,7 @@ from typing import Any
 from ..core.errors import RecipeError
 from ..recipes.matrix import Recipe, Stage
 from ..recipes.resolve import Resolved, StageRun, effective_config, resolve
-from ..core.paths import ROOT
+from ..core.paths import ROOT, rel
 from ..data.registry import load_registry
 from .runrecord import write_run_record
 
@@ -112,6 +112,11 @@ def train(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | No
 
 def merge(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     plan = resolve(recipe, profile, extra)
+    if plan.full_finetune:
+        if not (plan.trained_dir / "config.json").is_file():
+            raise RecipeError(f"{plan.trained_dir}: no fine-tuned model — run `vslm train {recipe.name} --profile {profile}` first")
+        print(f"full fine-tune: {rel(plan.trained_dir)} is the fine-tuned model already, nothing to merge", flush=True)
+        return plan.trained_dir
     out = run_stage(plan, plan.stage("merge"))
     assert out is not None
     return out
