@@ -57,15 +57,16 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     port = port or free_port()
     logs = out_dir / "logs"
     results: dict[str, dict[str, dict]] = {name: {} for name in sets}
+    cache = answer_cache_dir(plan, out_dir)
 
     def ask(server, set_name: str, label: str, model: str, **how) -> None:
         """One set through one served model; a set in rag_runs once more with the passages in the prompt."""
         rows = sets[set_name]
-        results[set_name][label] = evaluate(rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}.jsonl",
+        results[set_name][label] = evaluate(rows, base_url=server.base_url, model=model, cache_path=cache / f"{set_name}-{label}.jsonl",
                                             label=f"{set_name}/{label}", **how, **common, **extra[set_name])
         if set_name in rag_runs:
             results_rag[f"{label} + RAG"] = evaluate(
-                rows, base_url=server.base_url, model=model, cache_path=out_dir / "cache" / f"{set_name}-{label}-rag.jsonl",
+                rows, base_url=server.base_url, model=model, cache_path=cache / f"{set_name}-{label}-rag.jsonl",
                 label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **how, **common, **extra[set_name])
 
     if python and plan.full_finetune:  # one model per vLLM process: the base, then the fine-tuned model
@@ -94,6 +95,16 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
             "base_model": base_model, "merged_dir": merged_dir,
             "fine_tuned": f"{base_model} + {adapter_dir}" if used == "vllm" and adapter_dir else merged_dir,
             "rag": {"results": results_rag, "retrieval": retrieval} if rag else None, "max_samples": max_samples}
+
+
+def answer_cache_dir(plan, out_dir: Path) -> Path:
+    """Where an interrupted evaluation's answers wait for the rerun: one folder per trained model (a digest of its run
+    record), so answers of an earlier training run are never reused for a retrained model."""
+    import hashlib
+
+    record = plan.trained_dir / "run_record.json"
+    digest = hashlib.sha256(record.read_bytes()).hexdigest()[:12] if record.is_file() else "untrained"
+    return out_dir / "cache" / digest
 
 
 def trained_max_samples(plan) -> int | None:

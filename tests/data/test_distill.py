@@ -574,7 +574,9 @@ def test_ctrl_c_says_where_the_answers_are_and_the_rerun_resumes(scripted, tmp_p
     env = {**os.environ, "VSLM_TEACHER_BASE_URL": server.base_url, "VSLM_TEACHER_MODEL": "teacher", "VSLM_TEACHER_API_KEYS": "sk-a"}
     proc = subprocess.Popen([sys.executable, "-m", "vslm.cli", "distill", str(source), "--name", "h13_interrupted", "--work", str(work),
                              "--out", str(tmp_path / "ds"), "--size", "600", "--overlap", "100", "--concurrency", "2"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell without job control starts background jobs with SIGINT ignored, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not (work / "cache.jsonl").exists() or (work / "cache.jsonl").read_text().count("\n") < 4):
         time.sleep(0.05)
