@@ -107,7 +107,7 @@ def exported(tiny_qwen2, tmp_path_factory):
 
 
 def worker(command: str, *args: str) -> None:
-    result = subprocess.run([gguf_python(), str(ROOT / "vslm" / "gguf.py"), command, *args], capture_output=True, text=True,
+    result = subprocess.run([gguf_python(), str(ROOT / "vslm" / "serve" / "gguf.py"), command, *args], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 
