@@ -135,7 +135,7 @@ def _vslm(request, words: list[str]) -> None:
                     missing = gpu_package_problems(config)
                     if not missing or set(str(exc).split(": ", 1)[1].split("; ")) != set(missing):
                         raise
-        if args.command in ("merge", "demo"):
+        if args.command in ("merge", "demo") and not plan.full_finetune:  # a full fine-tune has nothing to merge
             run = plan.stage("merge")
             _check_stage(request, run.stage, run.overrides, run.config, adapter_may_be_missing=True)
     elif args.command == "serve":
