@@ -1,10 +1,16 @@
-"""The bottom layer's helpers: character n-gram similarity and the /models reader of the HTTP stack."""
+"""The bottom layer's helpers: character n-gram similarity, the /models reader and the retry path of the HTTP stack
+(against the scripted OpenAI-compatible server on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
-from vslm.core.endpoint import served_models
+from conftest import requests
+
+from vslm.core.endpoint import Endpoint, EndpointConfig, RequestFailed, served_models
 from vslm.core.text import bigrams, jaccard, trigrams
 from vslm.data.datacheck import normalize_prompt
 from vslm.eval.metrics import normalize
@@ -37,3 +43,35 @@ def test_bigrams_are_what_retrieval_indexes_after_the_unigrams():
 ])
 def test_served_models_reads_the_openai_shape_and_leniently_a_bare_list(body, strict, ids):
     assert served_models(body, strict=strict) == ids
+
+
+def ask(server, question: str, **kw) -> str:
+    async def go() -> str:
+        endpoint = Endpoint(EndpointConfig(server.base_url, "base", ["sk-test"], "VSLM_JUDGE"), backoff=(0.05, 0.2), **kw)
+        try:
+            return await endpoint.chat([{"role": "user", "content": question}], max_tokens=8, top_p=1.0)
+        finally:
+            await endpoint.close()
+
+    return asyncio.run(go())
+
+
+def test_the_one_retry_path_gets_past_429_and_500_to_the_answer(scripted_server):
+    server = scripted_server(statuses=[429, 500, 502], retry_after="0")
+    assert ask(server, "光猫亮红灯，无法上网，是什么原因？", attempts=4) == "光猫亮红灯，无法上网，是什么原因？"
+    assert len(requests(server)) == 4, "three failures, each asked again, then the answer"
+
+
+def test_the_retry_path_gives_up_after_its_attempts_with_the_last_reason(scripted_server):
+    server = scripted_server(statuses=[500, 429, 500, 500], retry_after="0")
+    with pytest.raises(RequestFailed, match=r"^HTTP 500 with key#1 \(gave up after 3 attempts\)$") as failed:
+        ask(server, "问题", attempts=3)
+    assert failed.value.reason == "HTTP 500" and len(requests(server)) == 3
+    assert "sk-test" not in json.dumps(requests(server), ensure_ascii=False) + str(failed.value)
+
+
+def test_a_client_error_is_not_asked_again(scripted_server):
+    server = scripted_server(statuses=[404])
+    with pytest.raises(RequestFailed, match=r"^HTTP 404 with key#1$"):
+        ask(server, "问题", attempts=4)
+    assert len(requests(server)) == 1

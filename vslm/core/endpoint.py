@@ -1,5 +1,5 @@
 """The HTTP stack for OpenAI-compatible endpoints: the distillation teacher, the LLM judge and the served models under
-evaluation (the /models check). `Endpoint` calls one with several API keys in rotation.
+evaluation. `Endpoint` calls one with one or several API keys in rotation, with the one retry/back-off path.
 
 Configuration comes from the environment or `.env` (the environment wins), under a prefix (VSLM_TEACHER, VSLM_JUDGE):
   <prefix>_BASE_URL   e.g. https://api.example.com/v1
@@ -45,7 +45,15 @@ REST_STATUSES = (401, 403, 429)
 MAX_RETRY_AFTER = 600.0  # a server asking for a longer rest is not waited for beyond this
 
 
-class Retryable(EndpointError):
+class RequestFailed(EndpointError):
+    """A chat request failed; `reason` says how in a few words (HTTP 500, timed out ...), without the key's name."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class Retryable(RequestFailed):
     """A failure worth another attempt (with another key, after a back-off)."""
 
 
@@ -74,6 +82,10 @@ class EndpointConfig:
     model: str
     keys: list[str]
     env_prefix: str = "VSLM_TEACHER"  # where the settings came from, for error messages
+    keys_from: str = ""  # where the keys came from, for error messages (default <env_prefix>_API_KEYS)
+
+    def __post_init__(self) -> None:
+        self.keys_from = self.keys_from or f"{self.env_prefix}_API_KEYS"
 
     def __repr__(self) -> str:  # never show the keys
         return f"EndpointConfig(base_url={self.base_url!r}, model={self.model!r}, keys=<{len(self.keys)} masked>)"
@@ -189,17 +201,19 @@ class KeyPool:
     cooldown: float = 30.0
     env_prefix: str = "VSLM_TEACHER"
     notify: Callable[[str], None] = show
+    keys_from: str = ""  # default <env_prefix>_API_KEYS
     states: list[KeyState] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.keys_from = self.keys_from or f"{self.env_prefix}_API_KEYS"
         if not self.keys:
-            raise EndpointError(f"no API keys given ({self.env_prefix}_API_KEYS)")
+            raise EndpointError(f"no API keys given ({self.keys_from})")
         self.states = [KeyState(f"key#{i + 1}") for i in range(len(self.keys))]
 
     async def pick(self) -> int:
         while True:
             if all(s.rejected for s in self.states):
-                raise EndpointError(f"every API key was rejected (HTTP 401/403) — check {self.env_prefix}_API_KEYS ({len(self.keys)} key(s))")
+                raise EndpointError(f"every API key was rejected (HTTP 401/403) — check {self.keys_from} ({len(self.keys)} key(s))")
             now = time.monotonic()
             ready = [i for i, s in enumerate(self.states) if s.resting_until <= now]
             if ready:
@@ -215,7 +229,7 @@ class KeyPool:
         if status in REST_STATUSES:
             rest = min(wait, MAX_RETRY_AFTER) if wait is not None else self.cooldown
             now = time.monotonic()
-            if state.resting_until <= now:  # say so once per rest, not once per request that ran into it
+            if state.resting_until <= now and rest > 0:  # say so once per rest, not once per request that ran into it
                 why = "Retry-After" if wait is not None else f"cool-down, --cooldown {self.cooldown:g}"
                 self.notify(f"{self.env_prefix.removeprefix('VSLM_').lower()}: HTTP {status} with {state.name}; "
                             f"it rests {rest:.3g} s ({why})")
@@ -247,7 +261,7 @@ class Endpoint:
             if not ok:
                 raise EndpointError(f"{flag} must be {rule} (got {value:g})")
         self.config = config
-        self.pool = KeyPool(config.keys, cooldown, config.env_prefix)
+        self.pool = KeyPool(config.keys, cooldown, config.env_prefix, keys_from=config.keys_from)
         first = AsyncOpenAI(base_url=config.base_url, api_key=config.keys[0], max_retries=0, timeout=timeout)
         self.clients = [first] + [first.with_options(api_key=k) for k in config.keys[1:]]  # one connection pool
         self.sem = asyncio.Semaphore(concurrency)
@@ -273,38 +287,41 @@ class Endpoint:
                            f"{f' (did you mean `{close[0]}`?)' if close else ''} — set {cfg.env_prefix}_MODEL"
                            + (" or --model (--any-model skips this check)" if role == "teacher" else f" or --{role}-model"))
 
-    async def _once(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
+    async def _once(self, messages: list[dict[str, str]], max_tokens: int, sampling: dict[str, Any],
                     extra_body: dict | None = None) -> str:
         index = await self.pool.pick()
         name = self.pool.states[index].name
+
+        def retry(reason: str, status: int | None = None, wait: float | None = None) -> Retryable:
+            self.pool.failed(index, status, wait)
+            return Retryable(f"{reason} with {name}", reason)
+
         self.sent += 1
         try:
             resp = await self.clients[index].chat.completions.create(
-                model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
+                model=self.config.model, messages=messages, max_tokens=max_tokens, extra_body=extra_body, **sampling)
         except (RateLimitError, AuthenticationError, PermissionDeniedError, InternalServerError) as exc:
-            self.pool.failed(index, exc.status_code, retry_after(exc.response.headers) if exc.status_code == 429 else None)
-            raise Retryable(f"HTTP {exc.status_code} with {name}") from None
+            raise retry(f"HTTP {exc.status_code}", exc.status_code,
+                        retry_after(exc.response.headers) if exc.status_code == 429 else None) from None
         except APITimeoutError:
-            self.pool.failed(index, None)
-            raise Retryable(f"timed out with {name}") from None
+            raise retry("timed out") from None
         except APIConnectionError:
-            self.pool.failed(index, None)
-            raise Retryable(f"connection failed with {name}") from None
+            raise retry("connection failed") from None
         except APIStatusError as exc:
-            raise EndpointError(f"HTTP {exc.status_code} with {name}") from None
+            raise RequestFailed(f"HTTP {exc.status_code} with {name}", f"HTTP {exc.status_code}") from None
         except Exception as exc:  # a 200 whose body is not JSON (a proxy hiccup): worth another try; the message may quote the request: drop it
-            self.pool.failed(index, None)
-            raise Retryable(f"unreadable response ({type(exc).__name__}) with {name}") from None
+            raise retry(f"unreadable response ({type(exc).__name__})") from None
         try:
             text = resp.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError):  # e.g. an HTML page served with HTTP 200
-            self.pool.failed(index, None)
-            raise Retryable(f"response without a message ({type(resp).__name__}) with {name}") from None
+            raise retry(f"response without a message ({type(resp).__name__})") from None
         self.pool.succeeded(index)
         return text
 
     async def chat(self, messages: list[dict[str, str]], max_tokens: int = 512, temperature: float = 0.0,
-                   extra_body: dict | None = None) -> str:
+                   extra_body: dict | None = None, top_p: float | None = None) -> str:
+        """The answer's text; RequestFailed after the last attempt (its `reason` without the key's name)."""
+        sampling = {"temperature": temperature, **({"top_p": top_p} if top_p is not None else {})}
         async with self.sem:
             try:
                 async for attempt in AsyncRetrying(
@@ -312,9 +329,9 @@ class Endpoint:
                     wait=wait_exponential(min=self.backoff[0], max=self.backoff[1]),
                 ):
                     with attempt:
-                        return await self._once(messages, max_tokens, temperature, extra_body)
+                        return await self._once(messages, max_tokens, sampling, extra_body)
             except Retryable as exc:
-                raise EndpointError(f"{exc} (gave up after {self.attempts} attempts)") from None
+                raise RequestFailed(f"{exc} (gave up after {self.attempts} attempts)", exc.reason) from None
         raise EndpointError("no attempt was made")  # unreachable
 
     async def close(self) -> None:

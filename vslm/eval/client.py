@@ -1,4 +1,5 @@
-"""Batch client for any OpenAI-compatible endpoint: greedy, bounded concurrency, retries, resumable cache."""
+"""Batch client for any OpenAI-compatible endpoint: greedy, bounded concurrency, a resumable answer cache; the requests,
+retries and back-off are core.endpoint's `Endpoint`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncOpenAI, InternalServerError, RateLimitError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from ..core.endpoint import check_endpoint
+from ..core.endpoint import Endpoint, EndpointConfig, RequestFailed, check_endpoint
 from ..core.errors import EndpointError, RecipeError
 from ..core.jsonio import json_records
 
@@ -64,8 +63,10 @@ class AnswerCache:
 async def _ask_all(base_url: str, model: str, rows: list[dict[str, Any]], system: str | None, cache: AnswerCache,
                    settings: dict[str, Any], concurrency: int, api_key: str, extra_body: dict[str, Any],
                    per_row_extra: list[dict[str, Any] | None], label: str) -> dict[str, str]:
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=settings.get("timeout", 300))
-    sem = asyncio.Semaphore(concurrency)
+    # the one HTTP stack (core.endpoint): its retries and back-off; no cool-down, so a 429 waits only for its Retry-After
+    endpoint = Endpoint(EndpointConfig(base_url, model, [api_key], "VSLM_EVAL", keys_from="VSLM_API_KEY or OPENAI_API_KEY"),
+                        concurrency=concurrency, attempts=settings.get("retries", 4), timeout=settings.get("timeout", 300),
+                        cooldown=0)
     answers: dict[str, str] = {}
     todo = []
     for row, extra in zip(rows, per_row_extra):
@@ -78,30 +79,21 @@ async def _ask_all(base_url: str, model: str, rows: list[dict[str, Any]], system
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"eval {label}", unit="q", dynamic_ncols=True)
 
     async def one(row, msgs, key, extra):
-        async with sem:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(settings.get("retries", 4)), wait=wait_exponential(min=0.5, max=8), reraise=True,
-                retry=retry_if_exception_type((APIConnectionError, APITimeoutError, InternalServerError, RateLimitError)),
-            ):
-                with attempt:
-                    resp = await client.chat.completions.create(
-                        model=model, messages=msgs, temperature=0.0, top_p=1.0, max_tokens=settings["max_tokens"],
-                        extra_body={**extra_body, **(extra or {})} or None,
-                    )
-            answer = resp.choices[0].message.content or ""
-            cache.add(key, row["id"], model, answer)
-            answers[row["id"]] = answer
-            bar.update(1)
+        answer = await endpoint.chat(msgs, max_tokens=settings["max_tokens"], temperature=settings["temperature"],
+                                     top_p=settings["top_p"], extra_body={**extra_body, **(extra or {})} or None)
+        cache.add(key, row["id"], model, answer)
+        answers[row["id"]] = answer
+        bar.update(1)
 
     try:
         results = await asyncio.gather(*(one(*t) for t in todo), return_exceptions=True)
     finally:
         bar.close()
-        await client.close()
+        await endpoint.close()
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         first = failures[0]
-        detail = f"HTTP {first.status_code}" if isinstance(first, APIStatusError) else type(first).__name__
+        detail = first.reason if isinstance(first, RequestFailed) else str(first) if isinstance(first, EndpointError) else type(first).__name__
         raise EndpointError(f"{len(failures)} of {len(todo)} requests to {base_url} failed ({detail}); "
                             f"{len(answers)} finished answers are kept in {cache.path} and will not be asked again")
     return answers
