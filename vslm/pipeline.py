@@ -15,7 +15,7 @@ from .core.paths import ROOT, rel
 from .eval.report import write_report
 from .serve.servers import free_port, llamafactory_api, recipe_vllm_server, vllm_for
 from .models.tiny import build_tiny
-from .train.run import merge, train
+from .train.run import merge, run_llamafactory, train
 
 
 def _step(n: int, total: int, text: str) -> None:
@@ -130,23 +130,13 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
     """Teacher-forced loss of the held-out reference answers (LlamaFactory's own eval loop, the recipe's
     template and system prompt): a before/after signal that does not depend on decoding. The references may be
     close to training answers, so it shows the training answers' wording was absorbed, not generalisation."""
-    import subprocess
-
-    from .train.run import llamafactory_cli
-
     stage = recipe.stage("train")
     overrides = {**resolve(recipe, profile).stage("train").overrides,
                  "model_name_or_path": model_path, "do_train": False, "do_eval": True, "eval_dataset": recipe["eval_set"],
                  "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
     overrides.pop("adapter_name_or_path", None)
     overrides.pop("max_samples", None)  # every held-out reference, not the first rows (max_samples applies to eval sets too)
-    cmd = [llamafactory_cli(), "train", str(stage.path), *format_overrides(overrides)]
-    print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "eval.log").open("w") as log:
-        result = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise SystemExit(f"held-out loss run failed (exit {result.returncode}); see {out_dir / 'eval.log'}")
+    run_llamafactory("train", [str(stage.path), *format_overrides(overrides)], log=out_dir / "eval.log")
     return round(json.loads((out_dir / "all_results.json").read_text())["eval_loss"], 4)
 
 

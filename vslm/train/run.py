@@ -69,20 +69,34 @@ def preflight(stage: Stage, overrides: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def run_llamafactory(verb: str, argv: list[str], log: Path | None = None) -> list[str]:
+    """`llamafactory-cli <verb> <recipe file> <overrides>` from the repository root, echoed first; its output streams to
+    the terminal, or into `log`. Returns the command as echoed; a non-zero exit is one RecipeError line."""
+    cmd = [llamafactory_cli(), verb, *argv]
+    shown = ["llamafactory-cli", *cmd[1:]]
+    print("$ " + " ".join(shown), flush=True)
+    # the launcher starts `torchrun` by name (FORCE_TORCHRUN): find the one beside this Python even in a shell without the venv
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    if log is None:
+        result = subprocess.run(cmd, cwd=ROOT, env=env)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle:
+            result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        where = f"see {rel(ROOT / log)}" if log is not None else "see its log above"
+        raise RecipeError(f"llamafactory-cli {verb} {argv[0]} failed with exit code {result.returncode} ({where})")
+    return shown
+
+
 def run_stage(plan: Resolved, run: StageRun) -> Path | None:
     config = preflight(run.stage, run.overrides)
     verb = "export" if run.stage.kind == "merge" else "train"
-    cmd = [llamafactory_cli(), verb, *run.argv()]
-    print("$ " + " ".join(["llamafactory-cli", *cmd[1:]]), flush=True)
-    # the launcher starts `torchrun` by name (FORCE_TORCHRUN): find the one beside this Python even in a shell without the venv
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    result = subprocess.run(cmd, cwd=ROOT, env=env)
-    if result.returncode != 0:
-        raise RecipeError(f"llamafactory-cli {verb} {run.stage.path} failed with exit code {result.returncode} (see its log above)")
+    command = run_llamafactory(verb, run.argv())
     out = config.get("output_dir") or config.get("export_dir")
     if out:
         out_dir = ROOT / out
-        write_run_record(out_dir, command=["llamafactory-cli", *cmd[1:]], run=run,
+        write_run_record(out_dir, command=command, run=run,
                          extra={"recipe": plan.recipe.name, "stage": run.stage.kind, "profile": plan.profile})
         return out_dir
     return None
