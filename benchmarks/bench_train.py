@@ -16,7 +16,8 @@ b. Padding waste: for every recipe's training datasets (rows tokenised by LlamaF
    with neat_packing (greedy knapsack into cutoff_len blocks per preprocessing shard, exactly as
    LlamaFactory packs — checked against its packed dataset in this run); and the measured tokens/s of short
    llamafactory runs with packing=true / neat_packing=true vs false (telecom, tiny profile).
-c. End to end: wall time and peak RSS (process tree, sampled with psutil) of every stage of `vslm demo`.
+c. End to end: wall time and peak RSS (process tree, sampled with psutil) of every stage of `vslm demo`: wall times
+   are the demo's own (its report.json's context.timings_s), RSS is attributed to a stage by the tree's command lines.
    auto: if saves/tiny_full/telecom_r32/eval/report.json exists its context.timings_s are reused (add peak RSS
    recorded by benchmarks/rss_watch.py on that demo with --rss-json); otherwise the demo runs once with
    VSLM_SAVES in a throw-away folder under saves/, so nobody's saves/tiny is touched.
@@ -32,7 +33,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -53,7 +53,7 @@ from _common import (
     recipe_config,
     row_lengths,
 )
-from rss_watch import tree_rss
+from rss_watch import stage_of, tree_rss
 
 from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes
 from vslm.recipes.resolve import DEMO_PROFILE, resolve
@@ -61,21 +61,20 @@ from vslm.recipes.resolve import DEMO_PROFILE, resolve
 RECIPE = "telecom_r32"
 TINY = "tiny-qwen2"
 GIB = 1024 ** 3
-DEMO_STAGES = {1: "tiny_model", 2: "train", 3: "merge", 4: "serve_and_eval", 5: "report"}
 
 
 # ---------------------------------------------------------------- measured subprocesses (wall time, peak RSS)
 
 class Measured:
     """Run a command, tee its output to a log, sample the RSS of its whole process tree every `interval` s.
-    `stage_of(line)` may name the stage a line starts; peaks and wall times are then kept per stage."""
+    `stage_of(command lines of the tree's descendants)` may name the stage running (rss_watch.stage_of); peaks are
+    then kept per stage too (bytes)."""
 
     def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None, interval: float = 0.25,
                  stage_of=None, echo: bool = False):
         self.cmd, self.log, self.env, self.interval, self.stage_of, self.echo = cmd, log, env, interval, stage_of, echo
         self.peak = 0
-        self.stage: str | None = None
-        self.stages: dict[str, dict[str, float]] = {}
+        self.stages: dict[str, int] = {}
         self._done = threading.Event()
 
     def _sample(self, proc) -> None:
@@ -86,11 +85,11 @@ class Measured:
         except psutil.NoSuchProcess:
             return
         while not self._done.is_set():
-            total = (tree_rss(root) or (0, []))[0]  # the same process-tree sum as benchmarks/rss_watch.py
+            total, cmds = tree_rss(root) or (0, [])  # the same process-tree sum as benchmarks/rss_watch.py
             self.peak = max(self.peak, total)
-            if self.stage:
-                st = self.stages[self.stage]
-                st["peak_rss"] = max(st["peak_rss"], total)
+            if self.stage_of and total:
+                name = self.stage_of(cmds)
+                self.stages[name] = max(self.stages.get(name, 0), total)
             self._done.wait(self.interval)
 
     def run(self) -> dict[str, Any]:
@@ -105,19 +104,10 @@ class Measured:
                 log.write(line)
                 if self.echo:
                     print("    | " + line.rstrip()[:160], flush=True)
-                name = self.stage_of(line) if self.stage_of else None
-                if name:
-                    now = time.perf_counter() - start
-                    if self.stage:
-                        self.stages[self.stage]["end_s"] = now
-                    self.stage = name
-                    self.stages[name] = {"start_s": now, "end_s": now, "peak_rss": 0}
             rc = proc.wait()
             self._done.set()
             sampler.join()
         wall = time.perf_counter() - start
-        if self.stage:
-            self.stages[self.stage]["end_s"] = wall
         return {"rc": rc, "wall_s": wall, "peak_rss": self.peak, "stages": self.stages}
 
 
@@ -237,9 +227,10 @@ def padding_table() -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- c. end to end
 
-def demo_stage(line: str) -> str | None:
-    m = re.match(r"==> \[(\d)/5\]", line.strip())
-    return DEMO_STAGES.get(int(m.group(1))) if m else None
+def per_stage(timings: dict[str, float], rss_stages: dict[str, dict]) -> dict[str, dict]:
+    """Wall time (the demo's own context.timings_s) and peak RSS (sampled, by rss_watch.stage_of) of each demo stage."""
+    return {k: {"wall_s": v, "peak_rss_gib": (rss_stages.get(k) or {}).get("peak_rss_gib")}
+            for k, v in timings.items() if not k.startswith("total")}
 
 
 def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
@@ -254,8 +245,7 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
         report = None
     if mode in ("auto", "reuse") and report is not None:
         rss = json.loads(rss_json.read_text()) if rss_json and rss_json.is_file() else None
-        stages = {k: {"wall_s": v, "peak_rss_gib": (rss or {}).get("stages", {}).get(k, {}).get("peak_rss_gib")}
-                  for k, v in timings.items() if not k.startswith("total")}
+        stages = per_stage(timings, (rss or {}).get("stages", {}))
         total = (timings.get("total") or timings.get("total_before_report")
                  or round(sum(v["wall_s"] for v in stages.values()), 1))
         coverage = ""
@@ -286,16 +276,19 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
         log = Path(tmp) / "demo.log"
         print(f"[bench] c. running `vslm demo` once (VSLM_SAVES={saves})", flush=True)
         res = Measured([str(Path(sys.executable).with_name("vslm")), "demo"], log, env={"VSLM_SAVES": str(saves)},
-                       stage_of=demo_stage).run()
+                       stage_of=stage_of).run()
         report_path = ROOT / saves / DEMO_PROFILE / RECIPE / "eval" / "report.json"
         report = json.loads(report_path.read_text()) if report_path.is_file() else None
         error = None if res["rc"] == 0 else tail(log, 15)
-    stages = {name: {"wall_s": round(s["end_s"] - s["start_s"], 1), "peak_rss_gib": round(s["peak_rss"] / GIB, 2)}
-              for name, s in res["stages"].items()}
-    out = {"mode": "ran", "rc": res["rc"], "stages": stages, "total_s": round(res["wall_s"], 1),
-           "peak_rss_gib": round(res["peak_rss"] / GIB, 2)}
-    if report:
-        out.update(timings_s=(report.get("context") or {}).get("timings_s"), backend=(report.get("context") or {}).get("backend"))
+    context = (report or {}).get("context") or {}
+    rss_stages = {name: {"peak_rss_gib": round(peak / GIB, 2)} for name, peak in res["stages"].items()}
+    out = {"mode": "ran", "rc": res["rc"], "stages": per_stage(context.get("timings_s") or {}, rss_stages),
+           "total_s": round(res["wall_s"], 1), "peak_rss_gib": round(res["peak_rss"] / GIB, 2),
+           "timings_s": context.get("timings_s"), "backend": context.get("backend"),
+           "note": "wall times from the demo's report.json (context.timings_s), total from this run; peak RSS per stage "
+                   "by the process tree's command lines (rss_watch.stage_of)" + (
+                       f"; outside the subprocess stages (in-process tiny model, report) peak {rss_stages['other']['peak_rss_gib']} GiB"
+                       if "other" in rss_stages else "")}
     if error:
         out["error"] = error
     return out

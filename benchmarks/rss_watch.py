@@ -7,8 +7,8 @@
 Only reads /proc (via psutil) — it never signals the watched processes. Every sample sums the RSS of the
 process and all its descendants (shared pages counted once per process, so it over- rather than
 under-states) and is attributed to a stage by the descendants' command lines:
-llamafactory-cli train -> train, llamafactory-cli export -> merge, a vLLM or llamafactory-cli api server ->
-serve_and_eval, otherwise -> other (cached tiny model, report). Prints a table and one JSON line.
+llamafactory-cli train -> train (with do_train=false -> heldout_loss), llamafactory-cli export -> merge, a vLLM or
+llamafactory-cli api server -> serve_and_eval, otherwise -> other (cached tiny model, report). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ GIB = 1024 ** 3
 
 
 def stage_of(cmdlines: list[str]) -> str:
+    """The `vslm demo` stage (its context.timings_s names) a process tree's command lines show."""
     joined = "\n".join(cmdlines)
+    if "llamafactory-cli" in joined and "do_train=false" in joined:  # the demo's held-out loss run (LlamaFactory's eval loop)
+        return "heldout_loss"
     if "llamafactory-cli train" in joined or ("llamafactory-cli" in joined and " train " in joined):
         return "train"
     if "llamafactory-cli export" in joined or ("llamafactory-cli" in joined and " export " in joined):
