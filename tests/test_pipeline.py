@@ -225,16 +225,16 @@ def test_a_full_fine_tune_is_served_by_its_own_vllm_process_beside_the_base(tiny
 def test_answers_cached_for_one_trained_model_are_never_reused_for_a_retrained_one(tmp_path, monkeypatch):
     """The demo's answer cache (what a rerun after Ctrl-C resumes from) is kept per trained model: a new run record
     (a new training run) gets a new folder, the same one gets the same folder back."""
-    from vslm.pipeline import answer_cache_dir
+    from vslm.pipeline import answer_cache_dir, trained_record
     from vslm.recipes.matrix import get_recipe
     from vslm.recipes.resolve import resolve
 
     monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
     plan = resolve(get_recipe("telecom_r32"), "tiny_full")
-    assert answer_cache_dir(plan, tmp_path / "eval").name == "untrained"
+    assert answer_cache_dir(trained_record(plan), tmp_path / "eval").name == "untrained"
     plan.trained_dir.mkdir(parents=True)
     (plan.trained_dir / "run_record.json").write_text('{"finished_at": "2026-12-01T10:00:00+00:00"}', encoding="utf-8")
-    first = answer_cache_dir(plan, tmp_path / "eval")
-    assert first == answer_cache_dir(plan, tmp_path / "eval")
+    first = answer_cache_dir(trained_record(plan), tmp_path / "eval")
+    assert first == answer_cache_dir(trained_record(plan), tmp_path / "eval")
     (plan.trained_dir / "run_record.json").write_text('{"finished_at": "2026-12-01T11:00:00+00:00"}', encoding="utf-8")
-    assert answer_cache_dir(plan, tmp_path / "eval") != first and first.parent == tmp_path / "eval" / "cache"
+    assert answer_cache_dir(trained_record(plan), tmp_path / "eval") != first and first.parent == tmp_path / "eval" / "cache"

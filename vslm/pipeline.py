@@ -33,7 +33,8 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     them (vslm.eval.verify), and both models answer again with the passages in the prompt ("base + RAG", "fine-tuned + RAG")."""
     plan = resolve(recipe, profile)
     base_model, adapter_dir, merged_dir = plan.base_model, plan.adapter_dir, plan.merged_dir
-    max_samples = trained_max_samples(plan)
+    record = trained_record(plan)
+    max_samples = trained_max_samples(plan, record)
     sets = {"eval": about_trained_facts(load_eval_rows(recipe["eval_set"], limit), recipe["datasets"], max_samples)}
     taught = taught_rows(sets["eval"], recipe["datasets"], recipe["eval_set"])
     if taught:
@@ -57,7 +58,7 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
     port = port or free_port()
     logs = out_dir / "logs"
     results: dict[str, dict[str, dict]] = {name: {} for name in sets}
-    cache = answer_cache_dir(plan, out_dir)
+    cache = answer_cache_dir(record, out_dir)
 
     def ask(server, set_name: str, label: str, model: str, **how) -> None:
         """One set through one served model; a set in rag_runs once more with the passages in the prompt."""
@@ -69,27 +70,23 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
                 rows, base_url=server.base_url, model=model, cache_path=cache / f"{set_name}-{label}-rag.jsonl",
                 label=f"{set_name}/{label} + RAG", template=rag_runs[set_name], **how, **common, **extra[set_name])
 
-    if python and plan.full_finetune:  # one model per vLLM process: the base, then the fine-tuned model
-        for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
-            with recipe_vllm_server(python, plan, port, logs / f"vllm-{label}.log", model=label) as server:
-                for set_name in sets:
-                    ask(server, set_name, label, model, structured=True)
-        used = "vllm"
-    elif python:
-        with recipe_vllm_server(python, plan, port, logs / "vllm.log") as server:
+    # the servers to start one after the other, each with the labels it serves
+    models = {"base": "base", "fine-tuned": recipe.name}
+    if python and not plan.full_finetune:  # one vLLM process: the base and the recipe's adapter
+        servings = [(recipe_vllm_server(python, plan, port, logs / "vllm.log"), list(models))]
+    elif python:  # a full fine-tune is a model of its own, and vLLM serves one model per process
+        servings = [(recipe_vllm_server(python, plan, port, logs / f"vllm-{label}.log", model=label), [label]) for label in models]
+    else:  # llamafactory-cli api: one model per process, under the name it is given
+        servings = [(llamafactory_api(ROOT / plan.stage("infer").recipe_file, [f"model_name_or_path={path}", "adapter_name_or_path=null"],
+                                      port, logs / f"api-{label}.log", name=f"{recipe.name}-{label}"), [label])
+                    for label, path in (("base", base_model), ("fine-tuned", merged_dir))]
+    how = {"structured": True} if python else {"strict_model": False}
+    for server, labels in servings:
+        with server:
             for set_name in sets:
-                for label, model in (("base", "base"), ("fine-tuned", recipe.name)):
-                    ask(server, set_name, label, model, structured=True)
-        used = "vllm"
-    else:
-        variants = (("base", [f"model_name_or_path={base_model}", "adapter_name_or_path=null"]),
-                    ("fine-tuned", [f"model_name_or_path={merged_dir}", "adapter_name_or_path=null"]))
-        for label, overrides in variants:
-            server = llamafactory_api(ROOT / plan.stage("infer").recipe_file, overrides, port, logs / f"api-{label}.log", name=f"{recipe.name}-{label}")
-            with server:
-                for set_name in sets:
-                    ask(server, set_name, label, server.name, strict_model=False)
-        used = "llamafactory-api"
+                for label in labels:
+                    ask(server, set_name, label, models[label] if python else server.name, **how)
+    used = "vllm" if python else "llamafactory-api"
     return {"results": results["eval"], "taught": results.get("taught"), "general": results.get("general"), "backend": used,
             "rows": sets["eval"], "taught_rows": sets.get("taught"), "general_rows": sets.get("general"),
             "base_model": base_model, "merged_dir": merged_dir,
@@ -97,22 +94,25 @@ def serve_and_evaluate(recipe: Recipe, profile: str | None, out_dir: Path, *, ba
             "rag": {"results": results_rag, "retrieval": retrieval} if rag else None, "max_samples": max_samples}
 
 
-def answer_cache_dir(plan, out_dir: Path) -> Path:
+def trained_record(plan) -> bytes | None:
+    """The run record of the run that wrote the trained adapter or model, as written; None before it trained."""
+    record = plan.trained_dir / "run_record.json"
+    return record.read_bytes() if record.is_file() else None
+
+
+def answer_cache_dir(record: bytes | None, out_dir: Path) -> Path:
     """Where an interrupted evaluation's answers wait for the rerun: one folder per trained model (a digest of its run
     record), so answers of an earlier training run are never reused for a retrained model."""
     import hashlib
 
-    record = plan.trained_dir / "run_record.json"
-    digest = hashlib.sha256(record.read_bytes()).hexdigest()[:12] if record.is_file() else "untrained"
-    return out_dir / "cache" / digest
+    return out_dir / "cache" / (hashlib.sha256(record).hexdigest()[:12] if record is not None else "untrained")
 
 
-def trained_max_samples(plan) -> int | None:
+def trained_max_samples(plan, record: bytes | None) -> int | None:
     """LlamaFactory's `max_samples` of the run that wrote the trained adapter or model (its run record; the plan's
     training config before it exists); None when it trained every row."""
-    record = plan.trained_dir / "run_record.json"
-    if record.is_file():
-        return json.loads(record.read_text(encoding="utf-8"))["effective_config"].get("max_samples")
+    if record is not None:
+        return json.loads(record)["effective_config"].get("max_samples")
     return plan.stage("train").config.get("max_samples")
 
 
