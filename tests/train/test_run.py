@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from vslm.core.errors import RecipeError
-from vslm.core.paths import rel
+from vslm.core.paths import ROOT, rel
 from vslm.pipeline import heldout_loss
 from vslm.recipes.matrix import get_recipe
 
@@ -21,3 +25,12 @@ def test_a_failed_llamafactory_run_is_one_line_naming_its_log_which_keeps_the_ou
     assert "models/no-such-model" in log.read_text(encoding="utf-8"), "llamafactory-cli's own output is in the log"
     shown = capsys.readouterr().out.splitlines()
     assert shown[0].startswith("$ llamafactory-cli train recipes/telecom_r32.yaml ") and "do_eval=true" in shown[0].lower()
+
+
+def test_merge_of_an_untrained_full_fine_tune_names_the_folder_as_typed_from_the_repository():
+    saves = "saves/.no-such-run"  # under the repository; nothing creates it
+    assert not (ROOT / saves).exists()
+    result = subprocess.run([sys.executable, "-m", "vslm", "merge", "telecom_r32", "--profile", "tiny_full"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "VSLM_SAVES": saves})
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: {saves}/tiny_full/telecom_r32/full: no fine-tuned model — run `vslm train telecom_r32 --profile tiny_full` first"]

@@ -128,7 +128,7 @@ def merge(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | No
     plan = resolve(recipe, profile, extra)
     if plan.full_finetune:
         if not (plan.trained_dir / "config.json").is_file():
-            raise RecipeError(f"{plan.trained_dir}: no fine-tuned model — run `vslm train {recipe.name} --profile {profile}` first")
+            raise RecipeError(f"{rel(plan.trained_dir)}: no fine-tuned model — run `vslm train {recipe.name} --profile {profile}` first")
         print(f"full fine-tune: {rel(plan.trained_dir)} is the fine-tuned model already, nothing to merge", flush=True)
         return plan.trained_dir
     out = run_stage(plan, plan.stage("merge"))
