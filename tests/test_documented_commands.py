@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import ROOT
+
 from vslm.core.errors import RecipeError
 from vslm.recipes.matrix import Stage, get_recipe, load_matrix
 from vslm.recipes.resolve import resolve
 from vslm.train.run import check_stage_arguments, llamafactory_cli, parse_overrides, preflight
 from vslm.recipes.validate import _kind_of, argument_problems, gpu_package_problems, load_like_llamafactory
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(ROOT.glob("recipes/*.yaml")) + sorted(ROOT.glob("recipes/families/*.md"))
 COMMAND = re.compile(r"(?:^|\s)((?:[A-Z_]+=\S+\s+)*(?:vslm|llamafactory-cli)(?:\s.*)?)$")
 NEEDS_CONFIG = ("train", "export", "chat", "webchat", "api")

@@ -1,11 +1,11 @@
 """The README's promises stay true: its recipe table is what `vslm list` prints, its commands exist."""
 
 import re
-from pathlib import Path
+
+from conftest import ROOT
 
 from vslm.recipes.listing import recipe_table
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

@@ -7,9 +7,10 @@ import re
 import shlex
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
+
+from conftest import ROOT
 
 from vslm.cli import build_parser, cmd_convert
 from vslm.eval.client import prompt_of
@@ -18,7 +19,6 @@ from vslm.core.jsonio import read_jsonl
 from vslm.eval.metrics import measure_of
 from vslm.data.registry import load_registry
 
-ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "datasets" / "cloud"
 FORMAT_MD = ROOT / "datasets" / "FORMAT.md"
 INTERNAL_TASKS = {"解答行政流程疑问", "解释安全规定"}

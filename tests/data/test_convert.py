@@ -7,6 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
+
 from vslm.data import convert as conv
 from vslm.core.errors import DataError
 from vslm.core.jsonio import read_jsonl
@@ -212,7 +214,6 @@ def test_property_csv_round_trip_is_verbatim(rows):
         assert len(errors) == read - len(valid)
 
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "datasets").glob("*/*_train.jsonl"))
 
 

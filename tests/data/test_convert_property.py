@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
+
 from vslm.data.convert import convert
 from vslm.core.errors import DataError
 from vslm.core.jsonio import read_jsonl
 
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REAL_TEXT = sorted({r[k] for f in ("telecom/telecom_train.jsonl", "finance/finance_eval.jsonl", "platform/platform_train.jsonl")
                     for r in read_jsonl(ROOT / "datasets" / f)[:40] for k in ("instruction", "output")})

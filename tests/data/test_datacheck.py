@@ -2,9 +2,10 @@
 written anew, discriminative key facts and taught-question links."""
 
 import json
-from pathlib import Path
 
 import pytest
+
+from conftest import ROOT
 
 from vslm.data.datacheck import (
     copied_reference_problems,
@@ -20,7 +21,6 @@ from vslm.core.jsonio import read_jsonl
 from vslm.eval.metrics import key_fact_recall
 from vslm.data.registry import check_registry, load_registry
 
-ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
 CANNED = "您好，请拨打10086或登录中国移动App查询办理，具体以当地为准。"  # hits any fact that is merely common
 

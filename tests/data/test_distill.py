@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requests
+from conftest import ROOT, requests
 
 from vslm.data.distill import (
     Options,
@@ -44,7 +44,6 @@ from vslm.core.endpoint import EndpointConfig, read_env_file
 from vslm.core.errors import EndpointError
 from vslm.data.distill import teacher_from_env
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = (ROOT / "datasets" / "finance" / "reimbursement_rules.md").read_text(encoding="utf-8")
 BODY = "\n".join(l for l in RULES.splitlines() if not l.startswith("#") and l.strip())  # no headings: size-driven chunks
 FAST = {"timeout": 5, "backoff": (0.05, 0.2), "cooldown": 0.3}

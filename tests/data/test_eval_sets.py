@@ -4,16 +4,16 @@ the taught set builds for every recipe and its key facts are in the training ans
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
+
+from conftest import ROOT
 
 from vslm.eval.evaluate import TAUGHT_SAMPLE, read_eval_file, taught_rows
 from vslm.recipes.matrix import load_recipes
 from vslm.eval.metrics import is_refusal, normalize, score_row, signals_correction
 from vslm.data.registry import load_registry, load_rows
 
-ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
 RECIPES = load_recipes()
 EVAL_FILES = sorted({p.relative_to(ROOT).as_posix() for p in ROOT.glob("datasets/*/*_eval.jsonl")}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requests
+from conftest import ROOT, requests
 
 from vslm import cli
 from vslm.data import convert as conv
@@ -25,7 +25,6 @@ from vslm.core.errors import DataError
 from vslm.core.jsonio import decode_text, read_jsonl, read_text
 from vslm.data.registry import check_entry, check_name, check_registry, lf_attr, unchecked_entries
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = {"timeout": 5, "backoff": (0.05, 0.2), "cooldown": 0.3}
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
+
 from vslm import cli
 from vslm.core.errors import DataError
 from vslm.core.jsonio import read_jsonl
@@ -16,7 +18,6 @@ from vslm.recipes.matrix import get_recipe
 from vslm.data.registry import load_registry, load_rows
 from vslm.data.stats import MARKUP, _tokenizer, dataset_stats, nearest_rank, row_lengths, token_counts
 
-ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
 ALPACA = {"formatting": "alpaca", "columns": {"prompt": "instruction", "query": "input", "response": "output", "history": "history"}}
 

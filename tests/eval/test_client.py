@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import requests
+from conftest import ROOT, requests
 
 from vslm.core.errors import EndpointError
 from vslm.eval.client import ask_all
@@ -108,7 +107,6 @@ def test_torn_last_cache_line_is_cut_before_appending(scripted, tmp_path):
     assert len(lines) == 4 and all(json.loads(l)["answer"] for l in lines)
 
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def vslm(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from conftest import ROOT
 
 from vslm.eval.client import prompt_of
 from vslm.eval.evaluate import about_trained_facts, read_eval_file, taught_rows, training_rows
@@ -16,7 +17,6 @@ from vslm.data.registry import load_registry
 from vslm.recipes.matrix import load_matrix, load_recipes
 from vslm.recipes.resolve import DEMO_PROFILE
 
-ROOT = Path(__file__).resolve().parents[2]
 RECIPES = load_recipes()
 REGISTRY = load_registry()
 DEMO_ROWS = load_matrix()["profiles"][DEMO_PROFILE]["max_samples"]

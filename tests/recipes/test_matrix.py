@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
+
 from vslm.core.errors import RecipeError
 from vslm.recipes.matrix import MATRIX, load_matrix, load_recipes
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = MATRIX.read_text(encoding="utf-8")
 TELECOM_LORA = "    lora: {rank: 32, alpha: 64, dropout: 0.05, target: all}\n    learning_rate: 1.0e-4\n    num_train_epochs: 5\n    per_device_train_batch_size: 4"
 TELECOM_BF16 = """      bf16: [true, "Ampere+ GPUs train 1.5B in bf16 at half the memory of fp32 with fp32's range"]"""

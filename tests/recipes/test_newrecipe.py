@@ -4,9 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import ROOT
 
 
 def test_new_recipe_is_added_to_the_matrix_and_rendered(tmp_path):

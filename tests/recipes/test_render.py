@@ -1,14 +1,14 @@
 """Every generated file under recipes/ (searched recursively) matches its template and says it is generated."""
 
-from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT
+
 from vslm.recipes.matrix import load_recipes
 from vslm.recipes.render import drift, generated_files_on_disk, render_all
 
-ROOT = Path(__file__).resolve().parents[2]
 RENDERED = render_all()
 ON_DISK = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "recipes").rglob("*") if p.is_file())
 

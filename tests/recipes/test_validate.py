@@ -1,12 +1,12 @@
 """`vslm validate`: every recipe passes; planted mistakes are all reported together with file, key and fix."""
 
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
+
 from vslm.recipes.validate import recipe_files, validate_all
 
-ROOT = Path(__file__).resolve().parents[2]
 FILES = recipe_files()
 
 

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
+from conftest import ROOT
+
 from vslm.core.errors import RecipeError
-from vslm.core.paths import ROOT, rel
+from vslm.core.paths import rel
 from vslm.pipeline import heldout_loss
 from vslm.recipes.matrix import get_recipe
 
