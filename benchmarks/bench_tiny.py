@@ -6,9 +6,12 @@
 Both networks are initialised at random (speed does not depend on the weights) in a temporary folder:
   before — the old tiny spec: Qwen2, 2 layers x 64 hidden, the full 151,936-row Qwen vocabulary;
   after  — vslm.models.tiny.SPECS["tiny-qwen2"] with the Qwen tokenizer cut to this repository's text.
+  after, 2 layers — the same with half the layers: how much of the cost the transformer layers are, beside the
+  output layer (vocabulary × hidden multiply-adds per token), which every variant pays.
 Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_steps=N through llamafactory-cli
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
-alternate A B B A… so drift on a shared machine hits both sides. Target: after ≥ 5× before.
+alternate A B … B A so drift on a shared machine hits every side. `--full` trains every weight, as the main job's
+tiny_full profile does, instead of the recipe's LoRA. Target (issue 15): after ≥ 5× before.
 Prints a table and one JSON line; writes benchmarks/results/tiny.json.
 """
 
@@ -31,13 +34,29 @@ BEFORE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_at
               max_position_embeddings=4096, rope_theta=1_000_000.0)
 
 
+AFTER = SPECS["tiny-qwen2"]["config"]
+
+
+def vocab_rows(tokenizer) -> int:
+    return 151936 if len(tokenizer) > 100_000 else -(-len(tokenizer) // 64) * 64
+
+
+def output_layer_share(tokenizer, spec: dict) -> float:
+    """The output layer's share of a token's forward multiply-adds (vocabulary × hidden against the layers' matmuls)."""
+    hidden, inter, layers = spec["hidden_size"], spec["intermediate_size"], spec["num_hidden_layers"]
+    kv = hidden // spec["num_attention_heads"] * spec["num_key_value_heads"]
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter
+    output = vocab_rows(tokenizer) * hidden
+    return output / (output + layers * per_layer)
+
+
 def random_model(out: Path, tokenizer, spec: dict) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
     end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    vocab = 151936 if len(tokenizer) > 100_000 else -(-len(tokenizer) // 64) * 64
+    vocab = vocab_rows(tokenizer)
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, tie_word_embeddings=True, bos_token_id=end, pad_token_id=end,
                                          eos_token_id=tokenizer.eos_token_id, **spec))
     model.save_pretrained(out)
@@ -49,31 +68,41 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=RESULTS / "tiny.json")
+    ap.add_argument("--full", action="store_true", help="full fine-tune (the tiny_full profile's method) instead of LoRA")
+    ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/tiny.json (tiny_full.json with --full)")
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="bench-tiny-") as tmp:
         tmp = Path(tmp)
-        models = {"before": random_model(tmp / "before", build_qwen_tokenizer("qwen2"), BEFORE),
-                  "after": random_model(tmp / "after", tiny_tokenizer("tiny-qwen2"), SPECS["tiny-qwen2"]["config"])}
-        order = [name for i in range(args.repeats) for name in (("before", "after") if i % 2 == 0 else ("after", "before"))]
+        cut = tiny_tokenizer("tiny-qwen2")
+        specs = {"before": (build_qwen_tokenizer("qwen2"), BEFORE), "after": (cut, AFTER),
+                 "after, 2 layers": (cut, {**AFTER, "num_hidden_layers": 2})}
+        models = {name: random_model(tmp / f"model{i}", tokenizer, spec) for i, (name, (tokenizer, spec)) in enumerate(specs.items())}
+        names = list(models)
+        order = [name for i in range(args.repeats) for name in (names if i % 2 == 0 else names[::-1])]
+        method = {"finetuning_type": "full", "learning_rate": 3.0e-3} if args.full else {}
         runs = []
         for i, name in enumerate(order):
             print(f"[bench] run {i + 1}/{len(order)}: {name}", flush=True)
-            run = run_llamafactory(args.steps, tmp / f"run{i}-{name}", name, model_name_or_path=str(models[name]))
-            runs.append({**run, "variant": name})
-    best = {name: max(r["tokens_per_s"] for r in runs if r["variant"] == name) for name in ("before", "after")}
-    peak = {name: max(r["peak_rss_gib"] for r in runs if r["variant"] == name) for name in ("before", "after")}
-    print(f"\n{'variant':8} {'steps':>5} {'tokens':>7} {'runtime s':>9} {'tokens/s':>9} {'peak RSS GiB':>12}")
+            run = run_llamafactory(args.steps, tmp / f"run{i}", name, model_name_or_path=str(models[name]), **method)
+            runs.append({**run, "variant": name, "output_layer_share": output_layer_share(*specs[name])})
+    best = {name: max(r["tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
+    peak = {name: max(r["peak_rss_gib"] for r in runs if r["variant"] == name) for name in names}
+    print(f"\n{'variant':16} {'steps':>5} {'tokens':>7} {'runtime s':>9} {'tokens/s':>9} {'peak RSS GiB':>12} {'output layer':>12}")
     for r in runs:
-        print(f"{r['variant']:8} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>9} {r['tokens_per_s']:>9} {r['peak_rss_gib']:>12}")
-    ratio = round(best["after"] / best["before"], 2)
-    print(f"\nafter / before tokens/s (best of {args.repeats} each): {ratio}x  (target >= 5x); peak RSS {peak}")
-    result = {"started": started, "machine": machine(), "steps": args.steps, "runs": runs, "best_tokens_per_s": best,
-              "ratio": ratio, "peak_rss_gib": peak, "before_spec": BEFORE, "after_spec": SPECS["tiny-qwen2"]["config"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"ratio": ratio, "best_tokens_per_s": best}))
+        print(f"{r['variant']:16} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>9} {r['tokens_per_s']:>9} "
+              f"{r['peak_rss_gib']:>12} {r['output_layer_share']:>12.0%}")
+    ratios = {name: round(best[name] / best["before"], 2) for name in names[1:]}
+    ratio = ratios["after"]
+    print(f"\n{'full fine-tune' if args.full else 'LoRA'}, tokens/s ÷ before (best of {args.repeats} each): {ratios}  "
+          f"(target after >= 5x); peak RSS {peak}")
+    result = {"started": started, "machine": machine(), "steps": args.steps, "method": "full" if args.full else "lora",
+              "runs": runs, "best_tokens_per_s": best, "ratio": ratio, "ratios": ratios, "peak_rss_gib": peak,
+              "specs": {name: spec for name, (_, spec) in specs.items()}}
+    out = args.out or RESULTS / ("tiny_full.json" if args.full else "tiny.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"ratios": ratios, "best_tokens_per_s": best}))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from _common import (
 )
 from rss_watch import stage_of, tree_rss
 
+from vslm.core.paths import rel
 from vslm.recipes.matrix import format_overrides, get_recipe, load_matrix, load_recipes
 from vslm.recipes.resolve import DEMO_PROFILE, resolve
 
@@ -120,7 +121,7 @@ def ensure_tiny() -> Path:
     if not (model / "config.json").is_file():
         from vslm.models.tiny import build_tiny
 
-        print(f"[bench] {model.relative_to(ROOT)} missing: building it (waits if someone else is building it)", flush=True)
+        print(f"[bench] {rel(model)} missing: building it (waits if someone else is building it)", flush=True)
         build_tiny(TINY)
     return model
 
@@ -221,8 +222,16 @@ def padding_table() -> list[dict[str, Any]]:
                          "tokens_processed_no_packing": nopack["processed"], "tokens_processed_packed": packed["processed"],
                          "blocks": packed["blocks"], "rows_sharing_a_block": packed["rows_sharing_a_block"],
                          "blocks_with_several_rows": packed["blocks_with_several_rows"],
-                         "max_rows_per_block": packed["max_rows_per_block"], "preprocessing_workers": packed["workers"]})
+                         "max_rows_per_block": packed["max_rows_per_block"], "preprocessing_workers": packed["workers"],
+                         "updates": optimizer_updates(cfg, len(lengths), packed["blocks"])})
     return rows
+
+
+def optimizer_updates(cfg: dict[str, Any], rows: int, blocks: int) -> dict[str, int]:
+    """Optimizer steps of the whole run (one device) without and with packing: what packing costs a short run."""
+    per_update = cfg["per_device_train_batch_size"] * cfg.get("gradient_accumulation_steps", 1)
+    epochs = float(cfg.get("num_train_epochs", 3))
+    return {"no_packing": round(-(-rows // per_update) * epochs), "packed": round(-(-blocks // per_update) * epochs)}
 
 
 # ---------------------------------------------------------------- c. end to end
@@ -240,7 +249,7 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
     report = json.loads(existing.read_text()) if existing.is_file() else None
     timings = ((report or {}).get("context") or {}).get("timings_s") or {}
     if mode == "auto" and report is not None and timings.get("train") == 0:
-        print(f"[bench] c. {existing.relative_to(ROOT)} comes from `vslm demo --skip-train`: not reusable as an end-to-end time",
+        print(f"[bench] c. {rel(existing)} comes from `vslm demo --skip-train`: not reusable as an end-to-end time",
               flush=True)
         report = None
     if mode in ("auto", "reuse") and report is not None:
@@ -258,7 +267,7 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
             coverage += "; total excludes the report step (not in context.timings_s)"
         if timings.get("train") == 0:
             coverage += "; WARNING: that demo ran with --skip-train (train 0 s) — not an end-to-end time"
-        return {"mode": "reused", "source": str(existing.relative_to(ROOT)), "timings_s": timings,
+        return {"mode": "reused", "source": rel(existing), "timings_s": timings,
                 "backend": (report.get("context") or {}).get("backend"), "stages": stages, "total_s": total,
                 "peak_rss_gib": (rss or {}).get("peak_rss_gib"),
                 "rss_source": None if rss is None else str(rss_json),
@@ -267,7 +276,7 @@ def end_to_end(mode: str, rss_json: Path | None = None) -> dict[str, Any]:
                     "peak RSS sampled with benchmarks/rss_watch.py on that same demo run" + coverage if rss else
                     "RSS not measured (run with --e2e run, or watch a demo with benchmarks/rss_watch.py and pass --rss-json)"))}
     if mode == "reuse":
-        return {"mode": "missing", "note": f"{existing.relative_to(ROOT)} not found"}
+        return {"mode": "missing", "note": f"{rel(existing)} not found"}
     # The demo writes under $VSLM_SAVES; a throw-away folder inside the (git-ignored) saves/ keeps everybody's
     # saves/tiny untouched and keeps the paths relative to the repository, as the demo prints them.
     (ROOT / "saves").mkdir(exist_ok=True)
@@ -324,7 +333,7 @@ def print_padding(p: dict[str, Any]) -> None:
                   f"{pct(1.0):>8} {'-':>7}  {note}")
             continue
         guard = (f"{r['rows_sharing_a_block']}/{r['rows']} rows in {r['blocks_with_several_rows']} multi-row blocks "
-                 f"(up to {r['max_rows_per_block']})")
+                 f"(up to {r['max_rows_per_block']}); updates {r['updates']['no_packing']} -> {r['updates']['packed']} packed")
         print(f"{r['recipe']:20} {r['datasets']:27} {r['rows']:>5} {r['batch']:>5} {r['cutoff']:>6} {r['as_shipped']:>13} "
               f"{pct(r['no_packing']):>10} {pct(r['packing']):>8} {pct(r['neat_packing']):>7}  {guard}")
     c = p["packing_check"]
@@ -478,7 +487,7 @@ def main() -> None:
                "packing_useful_tokens_per_s_ratio": {m["label"]: m["useful_vs_no_packing"]
                                                      for m in p.get("tiny_telecom", {}).get("measured", [])[1:]},
                "e2e_total_s": e.get("total_s"), "e2e_peak_rss_gib": e.get("peak_rss_gib"), "e2e_stages": e.get("stages"),
-               "results": str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT) else str(args.out)}
+               "results": rel(args.out)}
     print(json.dumps(summary, ensure_ascii=False))
 
 

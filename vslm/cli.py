@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: tiny model -> train -> merge -> serve -> evaluate base vs fine-tuned -> report")
     p.add_argument("--recipe", default="telecom_r32")
     p.add_argument("--profile", default=DEMO_PROFILE, choices=PROFILES,
-                   help="tiny_full (default): full fine-tune of 128 rows, the facts provably reach the model; tiny: 100 LoRA steps")
+                   help="tiny_full (default): a full fine-tune of the first rows of each dataset (profiles.tiny_full in templates/matrix.yaml): the facts provably reach the model; tiny: a short LoRA run")
     p.add_argument("--backend", choices=["auto", "vllm", "llamafactory"], default="auto")
     p.add_argument("--port", type=port_number)
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N held-out rows")

@@ -70,7 +70,8 @@ def test_preset_is_the_recipe_in_llamaboard_fields():
     assert not {"stage", "do_train", "output_dir", "model_name_or_path"} & extra.keys()
     # Qwen3 switches land in LlamaBoard's own checkboxes; a two-stage recipe's SFT continues the pt adapter
     qwen3 = board_preset(recipe_config("platform_classifier"))
-    assert qwen3["train.enable_thinking"] is False and qwen3["train.neat_packing"] is True
+    assert qwen3["train.enable_thinking"] is False and "train.neat_packing" not in qwen3
+    assert board_preset({**recipe_config("platform_classifier"), "neat_packing": True})["train.neat_packing"] is True
     assert qwen3["top.model_name"] == "Qwen3-0.6B-Thinking" and qwen3["top.template"] == "qwen3"
     two_stage = json.loads(board_preset(recipe_config("finance_rules"))["train.extra_args"])
     assert two_stage["adapter_name_or_path"] == "saves/finance_rules/pt_adapter"
