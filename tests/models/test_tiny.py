@@ -33,6 +33,8 @@ def test_built_model_has_real_tokenizer_and_head_size_32(request, fixture, model
     assert tok.convert_ids_to_tokens(config.eos_token_id) == "<|im_end|>"
     stamp = json.loads((path / "vslm_tiny.json").read_text())
     assert stamp["hash"] == tiny.spec_hash(path.name)
+    card = (path / "README.md").read_text(encoding="utf-8")
+    assert f"build {stamp['hash']}" in card and f"{len(tok):,} tokens" in card and "What it is not" in card
     losses = [json.loads(l)["loss"] for l in (path / "trainer_log.jsonl").read_text().splitlines() if '"loss"' in l]
     start, end = sum(losses[:2]) / 2, sum(losses[-10:]) / 10  # per-batch losses are noisy: compare averages
     assert end < start - 2, f"the warm-up must have taught the network something: {start:.2f} -> {end:.2f} ({losses})"
