@@ -12,7 +12,7 @@ Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_ste
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
 alternate A B … B A so drift on a shared machine hits every side. `--full` trains every weight, as the main job's
 tiny_full profile does, instead of the recipe's LoRA. Target (issue 15): after ≥ 5× before.
-Prints a table and one JSON line; writes benchmarks/results/tiny.json.
+Prints a table and one JSON line; writes benchmarks/results/tiny.json (tiny_full.json with --full).
 """
 
 from __future__ import annotations

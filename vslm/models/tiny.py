@@ -121,8 +121,8 @@ hidden size {cfg["hidden_size"]}, with the Qwen tokenizer cut to the {vocab:,} t
 pre-trained for {WARMUP["max_steps"]} steps on `{WARMUP_DATA.relative_to(ROOT)}` (seed {WARMUP["seed"]}).
 
 **What it is for**: proving on a 2-core CPU that every stage of the loop runs (train, merge, serve with vLLM or
-llama.cpp, evaluate) and that fine-tuning puts taught facts into the served model: `vslm demo` fully fine-tunes it
-on 96 telecom rows and it then states every key fact of its 20 training questions.
+llama.cpp, evaluate) and that fine-tuning puts taught facts into the served model: after `vslm demo` fully
+fine-tunes it on the first telecom rows, it states the key facts of their training questions (README, RESULTS).
 
 **What it is not**: a model that knows anything or generalises. Asked a taught fact in new words it does little
 better than one canned answer, it never refuses an out-of-scope question, and it classifies unseen questions at
