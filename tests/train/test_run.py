@@ -24,7 +24,10 @@ def test_a_failed_llamafactory_run_is_one_line_naming_its_log_which_keeps_the_ou
     log = out_dir / "eval.log"
     assert str(failed.value) == (f"llamafactory-cli train recipes/telecom_r32.yaml failed with exit code 1 "
                                  f"(see {rel(log)})")
-    assert "models/no-such-model" in log.read_text(encoding="utf-8"), "llamafactory-cli's own output is in the log"
+    # llamafactory-cli's own output is kept: its traceback, ending in the exception it raised (the wording of that
+    # exception depends on how transformers looks the missing model up, so only its shape is asserted)
+    kept = log.read_text(encoding="utf-8").strip().splitlines()
+    assert "Traceback (most recent call last):" in kept and "Error" in kept[-1].split(":")[0], kept[-3:]
     shown = capsys.readouterr().out.splitlines()
     assert shown[0].startswith("$ llamafactory-cli train recipes/telecom_r32.yaml ") and "do_eval=true" in shown[0].lower()
 
