@@ -168,7 +168,9 @@ def _build_locked(name: str, digest: str, cached: Path, force: bool, tokenizer) 
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"[build-tiny] {name}: cached build {digest} at {cached}", flush=True)
-    atomic_write_text(cached / "README.md", model_card(name, digest, len(tokenizer)))
+    card = model_card(name, digest, len(tokenizer))
+    if not (cached / "README.md").is_file() or (cached / "README.md").read_text(encoding="utf-8") != card:
+        atomic_write_text(cached / "README.md", card)  # builds from before the card existed, or an older card text
     MODELS.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
         if link.is_symlink() and Path(os.readlink(link)) == cached:
