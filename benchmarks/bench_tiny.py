@@ -11,7 +11,8 @@ Both networks are initialised at random (speed does not depend on the weights) i
 Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_steps=N through llamafactory-cli
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
 alternate A B … B A so drift on a shared machine hits every side. `--full` trains every weight, as the main job's
-tiny_full profile does, instead of the recipe's LoRA. Target (issue 15): after ≥ 5× before.
+tiny_full profile does, instead of the recipe's LoRA; on a CPU with native bf16 it adds "after, bf16" (bf16 autocast,
+as vslm.recipes.resolve.bf16_on_native_cpu trains tiny_full there). Target (issue 15): after ≥ 5× before.
 Prints a table and one JSON line; writes benchmarks/results/tiny.json (tiny_full.json with --full).
 """
 
@@ -23,12 +24,13 @@ import json
 import tempfile
 from pathlib import Path
 
+from _common import RESULTS, machine
+from bench_train import run_llamafactory
 
-from _common import RESULTS, machine  # noqa: E402
-from bench_train import run_llamafactory  # noqa: E402
-
-from vslm.models.tiny import SPECS, tiny_tokenizer  # noqa: E402
-from vslm.models.tokenizer import build_qwen_tokenizer  # noqa: E402
+from vslm.models.tiny import SPECS, tiny_tokenizer
+from vslm.models.tokenizer import build_qwen_tokenizer
+from vslm.recipes.matrix import load_matrix
+from vslm.recipes.resolve import native_cpu_bf16
 
 BEFORE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
               max_position_embeddings=4096, rope_theta=1_000_000.0)
@@ -78,13 +80,17 @@ def main() -> None:
         specs = {"before": (build_qwen_tokenizer("qwen2"), BEFORE), "after": (cut, AFTER),
                  "after, 2 layers": (cut, {**AFTER, "num_hidden_layers": 2})}
         models = {name: random_model(tmp / f"model{i}", tokenizer, spec) for i, (name, (tokenizer, spec)) in enumerate(specs.items())}
+        precision = {name: {} for name in specs}
+        if args.full and native_cpu_bf16():  # what bf16_on_native_cpu turns on for the tiny_full profile here
+            specs["after, bf16"], models["after, bf16"], precision["after, bf16"] = specs["after"], models["after"], {"bf16": True}
         names = list(models)
         order = [name for i in range(args.repeats) for name in (names if i % 2 == 0 else names[::-1])]
-        method = {"finetuning_type": "full", "learning_rate": 3.0e-3} if args.full else {}
+        full = load_matrix()["profiles"]["tiny_full"]
+        method = {key: full[key] for key in ("finetuning_type", "learning_rate")} if args.full else {}
         runs = []
         for i, name in enumerate(order):
             print(f"[bench] run {i + 1}/{len(order)}: {name}", flush=True)
-            run = run_llamafactory(args.steps, tmp / f"run{i}", name, model_name_or_path=str(models[name]), **method)
+            run = run_llamafactory(args.steps, tmp / f"run{i}", name, model_name_or_path=str(models[name]), **method, **precision[name])
             runs.append({**run, "variant": name, "output_layer_share": output_layer_share(*specs[name])})
     best = {name: max(r["tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
     peak = {name: max(r["peak_rss_gib"] for r in runs if r["variant"] == name) for name in names}

@@ -136,7 +136,8 @@ def heldout_loss(recipe: Recipe, profile: str | None, model_path: str, out_dir: 
                  "per_device_eval_batch_size": 8, "output_dir": str(out_dir)}
     overrides.pop("adapter_name_or_path", None)
     overrides.pop("max_samples", None)  # every held-out reference, not the first rows (max_samples applies to eval sets too)
-    overrides.update(packing=False, neat_packing=False)  # one reference per sequence, the same measure in every profile
+    # one reference per sequence, in fp32: the same measure in every profile and on every CPU
+    overrides.update(packing=False, neat_packing=False, bf16=False)
     run_llamafactory("train", [str(stage.path), *format_overrides(overrides)], log=out_dir / "eval.log")
     return round(json.loads((out_dir / "all_results.json").read_text())["eval_loss"], 4)
 

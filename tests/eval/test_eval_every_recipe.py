@@ -51,7 +51,7 @@ def servers(adapters, tmp_path_factory):
                 continue
             rank = max(get_recipe(n)["serve_max_lora_rank"] for n in names)
             server = vllm_server(PYTHON, str(ROOT / spec["tiny_model"]), {n: str(adapters[n]) for n in names},
-                                 ServeSettings(max_model_len=2048, max_lora_rank=rank, dtype="float32"),
+                                 ServeSettings.cpu(max_model_len=2048, max_lora_rank=rank),
                                  free_port(), tmp_path_factory.mktemp(f"vllm-{family}") / "vllm.log")
             server.start(timeout=600)
             started[family] = server

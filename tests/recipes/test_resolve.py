@@ -81,11 +81,13 @@ def test_serving_settings_come_from_the_recipes_vllm_file(name, monkeypatch):
     assert settings.max_model_len == vllm_file["vllm_maxlen"]
     assert settings.max_lora_rank == vllm_file["vllm_max_lora_rank"] == recipe["serve_max_lora_rank"]
     assert settings.dtype == "float32", "vLLM on a CPU serves in fp32"
+    assert settings.worker_in_engine, "vLLM on a CPU runs its model worker inside the engine process"
 
 
-def test_gpu_serving_keeps_the_models_dtype(monkeypatch):
+def test_gpu_serving_keeps_the_models_dtype_and_vllms_process_layout(monkeypatch):
     monkeypatch.setattr(resolver, "accelerator_count", lambda: 1)
-    assert resolve(get_recipe("telecom_r32")).serving().dtype is None
+    settings = resolve(get_recipe("telecom_r32")).serving()
+    assert settings.dtype is None and not settings.worker_in_engine
 
 
 def test_tiny_full_profile_trains_a_whole_model_that_is_served_and_exported_as_it_is(tmp_path, monkeypatch):
@@ -102,6 +104,16 @@ def test_tiny_full_profile_trains_a_whole_model_that_is_served_and_exported_as_i
     assert infer.overrides["model_name_or_path"] == f"{run}/full"
     assert "adapter_name_or_path=null" in infer.argv(), "the infer recipe's shipped adapter path is switched off"
     assert not resolve(get_recipe("telecom_r32"), "tiny").full_finetune
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_full_fine_tune_on_the_cpu_uses_bf16_only_where_the_cpu_has_it(native, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSLM_SAVES", str(tmp_path))
+    monkeypatch.setattr(resolver, "native_cpu_bf16", lambda: native)
+    assert resolve(get_recipe("telecom_r32"), "tiny_full").stage("train").config["bf16"] is native
+    assert resolve(get_recipe("telecom_r32"), "tiny").stage("train").config["bf16"] is False, "LoRA stays fp32"
+    assert resolve(get_recipe("telecom_r32"), "tiny_full", {"bf16": False}).stage("train").config["bf16"] is False
+    assert resolve(get_recipe("telecom_r32")).stage("train").config["bf16"] is True, "as shipped: the GPU setting"
 
 
 def test_tiny_full_two_stage_recipe_starts_its_sft_stage_from_the_pt_model(tmp_path, monkeypatch):

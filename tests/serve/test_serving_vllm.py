@@ -28,7 +28,7 @@ def platform_adapter(tiny_qwen3, tmp_path_factory):
 def vllm_qwen3(tiny_qwen3, platform_adapter, tmp_path_factory):
     assert PYTHON, "vLLM is not installed: `make test` installs it with scripts/install_vllm.sh"
     server = vllm_server(PYTHON, str(tiny_qwen3), {"platform_classifier": str(platform_adapter)},
-                         ServeSettings(max_model_len=2048, max_lora_rank=16, dtype="float32"), free_port(),
+                         ServeSettings.cpu(max_model_len=2048, max_lora_rank=16), free_port(),
                          tmp_path_factory.mktemp("vllm") / "vllm.log")
     server.start(timeout=600)
     yield server

@@ -22,8 +22,10 @@ from ..core.errors import RecipeError
 from ..core.paths import ROOT
 from .matrix import Recipe, Stage, format_overrides, load_matrix, profile_overrides
 
-# vLLM on a CPU (the tiny demo, and any machine without a GPU): fp32 (its CPU backend's safe dtype); on GPUs vLLM
-# takes the model's own dtype. The context length and LoRA rank always come from the recipe's _vllm.yaml stage.
+# vLLM on a CPU (the tiny demo, and any machine without a GPU): fp32 (its CPU backend's safe dtype), the model worker
+# inside the engine process and no compiled kernels (less memory and a faster start: benchmarks/bench_vllm_rss.py);
+# on GPUs vLLM takes the model's own dtype, process layout and compilation. The context length and LoRA rank always
+# come from the recipe's _vllm.yaml stage.
 CPU_DTYPE = "float32"
 DEMO_PROFILE = "tiny_full"  # the main job's profile (templates/matrix.yaml): a full fine-tune the taught facts provably reach
 
@@ -101,11 +103,30 @@ def zero3_without_use_cpu(stage: Stage, overrides: dict[str, Any], extra: dict[s
     return {k: v for k, v in overrides.items() if k != "use_cpu"}
 
 
+def native_cpu_bf16() -> bool:
+    """The CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere torch emulates it, slower than fp32."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def bf16_on_native_cpu(overrides: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A profile's full fine-tune on the CPU (use_cpu, finetuning_type full, bf16 false) trains with bf16 autocast
+    where the CPU has bf16 natively: LlamaFactory keeps every trainable weight in fp32, so only the matmuls change —
+    1.3-1.5x faster for the tiny model at the same loss (benchmarks/bench_tiny.py --full). A LoRA profile stays fp32:
+    there LlamaFactory would also load the frozen base in bf16. The caller's bf16=... wins."""
+    wanted = overrides.get("use_cpu") is True and overrides.get("finetuning_type") == "full" and overrides.get("bf16") is False
+    if wanted and "bf16" not in extra and native_cpu_bf16():
+        return {**overrides, "bf16": True}
+    return overrides
+
+
 def stage_overrides(recipe: Recipe, stage: Stage, profile: str | None, extra: dict[str, Any] | None,
                     matrix: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The key=value overrides a stage runs with: its profile's, then the caller's (see zero3_without_use_cpu)."""
+    """The key=value overrides a stage runs with: its profile's, then the caller's (see zero3_without_use_cpu and
+    bf16_on_native_cpu)."""
     overrides = {**profile_overrides(recipe, stage, profile, matrix or load_matrix(), saves_root()), **(extra or {})}
-    return zero3_without_use_cpu(stage, overrides, extra or {})
+    return bf16_on_native_cpu(zero3_without_use_cpu(stage, overrides, extra or {}), extra or {})
 
 
 @dataclass
@@ -136,11 +157,19 @@ class StageRun:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How vLLM serves a recipe: from its _vllm.yaml stage (vllm_maxlen, vllm_max_lora_rank); fp32 without a GPU."""
+    """How vLLM serves a recipe: from its _vllm.yaml stage (vllm_maxlen, vllm_max_lora_rank); on a CPU in fp32, with
+    the model worker in the engine process (VLLM_ENABLE_V1_MULTIPROCESSING=0: one process and one torch fewer) and
+    eager (--enforce-eager: no inductor compile at start-up)."""
 
     max_model_len: int
     max_lora_rank: int
     dtype: str | None  # None: the model's own dtype (vLLM's default)
+    worker_in_engine: bool = False
+    enforce_eager: bool = False
+
+    @classmethod
+    def cpu(cls, max_model_len: int, max_lora_rank: int) -> ServeSettings:
+        return cls(max_model_len, max_lora_rank, CPU_DTYPE, worker_in_engine=True, enforce_eager=True)
 
 
 @dataclass
@@ -229,8 +258,10 @@ class Resolved:
 
     def serving(self) -> ServeSettings:
         config = self.stage("vllm").config
-        return ServeSettings(max_model_len=int(config["vllm_maxlen"]), max_lora_rank=int(config["vllm_max_lora_rank"]),
-                             dtype=None if accelerator_count() else CPU_DTYPE)
+        max_model_len, max_lora_rank = int(config["vllm_maxlen"]), int(config["vllm_max_lora_rank"])
+        if accelerator_count():
+            return ServeSettings(max_model_len, max_lora_rank, dtype=None)
+        return ServeSettings.cpu(max_model_len, max_lora_rank)
 
 
 def resolve(recipe: Recipe, profile: str | None = None, extra: dict[str, Any] | None = None,

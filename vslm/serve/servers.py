@@ -154,10 +154,14 @@ def vllm_server(python: str, base_model: str, adapters: dict[str, str], settings
            "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(settings.max_model_len)]
     if settings.dtype:
         cmd += ["--dtype", settings.dtype]
+    if settings.enforce_eager:
+        cmd.append("--enforce-eager")
     if adapters:
         cmd += ["--enable-lora", "--max-lora-rank", str(settings.max_lora_rank), "--lora-modules"]
         cmd += [f"{name}={path}" for name, path in adapters.items()]
     env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    if settings.worker_in_engine:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     return Server("vllm", cmd, port, log_path, env)
 
 
