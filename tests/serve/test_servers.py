@@ -27,7 +27,7 @@ def test_recipe_vllm_server_serves_base_and_adapter_with_the_recipes_settings(tm
     assert _flag(cmd, "--lora-modules") == f"telecom_r32={ROOT / tmp_path / 'tiny' / 'telecom_r32' / 'adapter'}"
     assert _flag(cmd, "--max-model-len") == "2048" and _flag(cmd, "--max-lora-rank") == "32"
     assert _flag(cmd, "--dtype") == "float32"
-    assert server.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # the worker inside the engine process on a CPU
+    assert server.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and "--enforce-eager" in cmd  # ServeSettings.cpu
     assert server.base_url == "http://127.0.0.1:8123/v1"
 
 
@@ -35,7 +35,7 @@ def test_gpu_settings_leave_the_dtype_to_vllm(tmp_path):
     server = servers.vllm_server("python", "Qwen/Qwen2.5-1.5B-Instruct", {}, ServeSettings(4096, 64, None), 8000,
                                  tmp_path / "log")
     assert "--dtype" not in server.cmd and "--enable-lora" not in server.cmd
-    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in server.env
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in server.env and "--enforce-eager" not in server.cmd
     assert _flag(server.cmd, "--max-model-len") == "4096"
 
 
