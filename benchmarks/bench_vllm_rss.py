@@ -7,7 +7,7 @@ the engine process (VLLM_ENABLE_V1_MULTIPROCESSING=0); and that plus --enforce-e
     .venv/bin/python benchmarks/bench_vllm_rss.py [--requests 64]
 
 Each server starts with an empty compile cache (as for a freshly fine-tuned model) and answers N short chat requests
-greedily, 8 at a time as the evaluation asks; the RSS of its process tree (benchmarks/rss_watch.tree_rss) is sampled
+greedily, 8 at a time as the evaluation asks; the RSS of its process tree (benchmarks/rss_watch.tree_members) is sampled
 every 0.2 s from start to stop. Every layout must give the same answers. Writes benchmarks/results/vllm_rss.json. The
 main job's serve + eval stage adds the `vslm demo` process itself (client, retrieval, tokenizer) to one such server;
 issue 15's target for the whole is 4 GB.
@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 from _common import RESULTS, machine
-from rss_watch import GIB, tree_rss
+from rss_watch import GIB, tree_members
 
 from vslm.core.paths import MODELS
 from vslm.recipes.resolve import ServeSettings
@@ -40,17 +40,6 @@ VARIANTS = {"vLLM's defaults": ServeSettings(2048, 8, CPU.dtype),
             "as vslm starts it": CPU}
 
 
-def processes(root: psutil.Process) -> list[tuple[str, float]]:
-    """(command line, RSS GiB) of the server's live processes."""
-    found = []
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            found.append((" ".join(proc.cmdline())[:48], round(proc.memory_info().rss / GIB, 2)))
-        except psutil.Error:
-            pass
-    return found
-
-
 def measure(python: str, settings: ServeSettings, requests: int, tmp: Path) -> dict:
     server = vllm_server(python, str(MODELS / "tiny-qwen2"), {}, settings, free_port(), tmp / "vllm.log")
     server.env["VLLM_CACHE_ROOT"] = str(tmp / "cache")  # no compiled kernels from an earlier run: a fine-tuned model is new
@@ -59,10 +48,10 @@ def measure(python: str, settings: ServeSettings, requests: int, tmp: Path) -> d
 
     def sample() -> None:
         while not done.is_set():
-            root = psutil.Process(server.proc.pid) if server.proc else None
-            found = tree_rss(root) if root else None
-            if found and found[0] > peak["rss"]:
-                peak["rss"], peak["processes"] = found[0], processes(root)
+            members = tree_members(psutil.Process(server.proc.pid)) if server.proc else None
+            total = sum(rss for _, _, rss in members or [])
+            if total > peak["rss"]:
+                peak["rss"], peak["processes"] = total, [(cmd[:48], round(rss / GIB, 2)) for _, cmd, rss in members]
             time.sleep(0.2)
 
     watcher = threading.Thread(target=sample, daemon=True)

@@ -37,9 +37,8 @@ def stage_of(cmdlines: list[str]) -> str:
     return "other"
 
 
-def tree_rss(root) -> tuple[int, list[str]] | None:
-    """(RSS summed over a psutil process and all its descendants, the descendants' command lines); None once the
-    process is gone."""
+def tree_members(root) -> list[tuple[int, str, int]] | None:
+    """(pid, command line, RSS bytes) of a psutil process and each of its live descendants; None once it is gone."""
     import psutil
 
     try:
@@ -48,15 +47,27 @@ def tree_rss(root) -> tuple[int, list[str]] | None:
         procs = [root] + root.children(recursive=True)
     except psutil.NoSuchProcess:
         return None
-    total, cmds = 0, []
+    members = []
     for p in procs:
         try:
-            total += p.memory_info().rss
-            if p.pid != root.pid:
-                cmds.append(" ".join(p.cmdline()) + " ")
+            rss = p.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
-    return total, cmds
+            continue
+        try:
+            cmd = " ".join(p.cmdline()) + " "
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            cmd = ""
+        members.append((p.pid, cmd, rss))
+    return members
+
+
+def tree_rss(root) -> tuple[int, list[str]] | None:
+    """(RSS summed over a psutil process and all its descendants, the descendants' command lines); None once the
+    process is gone."""
+    members = tree_members(root)
+    if members is None:
+        return None
+    return sum(rss for _, _, rss in members), [cmd for pid, cmd, _ in members if pid != root.pid and cmd]
 
 
 def watch(pid: int, interval: float) -> dict:

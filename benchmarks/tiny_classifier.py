@@ -42,8 +42,7 @@ def train_and_evaluate(saves: Path, epochs: int) -> None:
 
 
 def collect(saves: Path) -> dict:
-    env = {**os.environ, "VSLM_SAVES": str(saves)}
-    os.environ.update(env)
+    os.environ["VSLM_SAVES"] = str(saves)  # where resolve() finds the run
     plan = resolve(get_recipe(RECIPE), DEMO_PROFILE)
     record = json.loads((plan.trained_dir / "run_record.json").read_text(encoding="utf-8"))
     state = json.loads((plan.trained_dir / "trainer_state.json").read_text(encoding="utf-8"))
