@@ -1,5 +1,5 @@
 """The registry over the whole repository, every dataset's shape, held-out sets disjoint from training, references
-written anew, discriminative key facts and taught-question links."""
+written anew, discriminative key facts, taught-question links and labels punctuation does not give away."""
 
 import json
 
@@ -13,6 +13,7 @@ from vslm.data.datacheck import (
     free_text_answers,
     generic_fact_problems,
     overlap_problems,
+    punctuation_cue_problems,
     taught_link_problems,
     trained_on,
 )
@@ -127,6 +128,17 @@ def test_taught_link_check_catches_a_wrong_link_and_an_untaught_fact():
     assert problems[0].startswith(f"p.jsonl:{line}: `taught_question` {wrong!r} is not a training prompt of platform_train")
     assert problems[1].startswith(f"p.jsonl:{line}: key fact(s) `质检报告` are not in the answer to its `taught_question`")
     assert problems[2].startswith(f"p.jsonl:{line}: a reworded row needs `taught_question`")
+
+
+def test_punctuation_cue_check_flags_labels_a_question_mark_tells_apart():
+    train, held = rows_of("platform_train"), rows_of("platform_eval")
+    assert punctuation_cue_problems(train, held, "p.jsonl") == []
+    asked = [dict(r, input=r["input"].rstrip("？") + "？") if r["output"] == "问题回答" else r for r in train]
+    assert punctuation_cue_problems(asked, held, "p.jsonl") == [(
+        "p.jsonl: a question mark is in 100% of the `问题回答` prompts and 0% of the `任务处理` prompts, so a classifier "
+        "can learn the punctuation instead of the meaning; write `问题回答` rows without one (users often leave it out)")]
+    tasks = [dict(r, input=r["input"] + "？") if r["output"] == "任务处理" else r for r in asked]
+    assert punctuation_cue_problems(tasks, held, "p.jsonl") == []
 
 
 def test_a_canned_answer_no_longer_passes_telecom_rows():

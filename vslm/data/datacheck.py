@@ -1,6 +1,7 @@
 """Repository-wide data checks: registry integrity, recipe datasets registered, held-out sets disjoint from training,
 held-out references written anew (not copied training answers), every key-fact row carrying a discriminative fact,
-and reworded rows linked to the training question that taught their facts."""
+reworded rows linked to the training question that taught their facts, and classification labels that punctuation
+alone does not tell apart."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ COPIED_ANSWER = 0.8  # a reference this close (trigram Jaccard) to a training an
 GENERIC_SHARE = 0.2  # a key fact in at least this share of the training answers is hit by a canned answer
 LABEL_TASKS = ("classification", "extraction")  # references are labels / spans of the input, copies by design
 REWRITE = "rewrite it in other words with the same facts"
+QUESTION_MARKS = ("？", "?")
+PUNCTUATION_CUE = 0.5  # a question mark in this much larger a share of one label's training prompts than another's
 
 
 def normalize_prompt(text: str) -> str:
@@ -134,6 +137,26 @@ def taught_link_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[
     return problems
 
 
+def punctuation_cue_problems(train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], train_label: str) -> list[str]:
+    """A classifier learns the cheapest feature that separates its labels. When a question mark is in most training
+    prompts of one label and few of another's, that feature is punctuation, and a question typed without one is misfiled."""
+    problems = []
+    for labels in sorted({tuple(r["labels"]) for r in eval_rows if r.get("task") == "classification" and r.get("labels")}):
+        share = {}
+        for label in labels:
+            rows = [r for r in train_rows if r.get("output") == label]
+            if rows:
+                share[label] = sum(any(mark in prompt(r) for mark in QUESTION_MARKS) for r in rows) / len(rows)
+        if len(share) < 2:
+            continue
+        most, fewest = max(share, key=share.get), min(share, key=share.get)
+        if share[most] - share[fewest] >= PUNCTUATION_CUE:
+            problems.append(f"{train_label}: a question mark is in {share[most]:.0%} of the `{most}` prompts and "
+                            f"{share[fewest]:.0%} of the `{fewest}` prompts, so a classifier can learn the punctuation "
+                            f"instead of the meaning; write `{most}` rows without one (users often leave it out)")
+    return problems
+
+
 def eval_pairs() -> list[tuple[str, str]]:
     """(train dataset, eval dataset) pairs: each recipe's datasets against its eval set."""
     pairs = []
@@ -177,5 +200,6 @@ def check_repository() -> list[str]:
             problems += overlap_problems(train_rows, eval_rows, label)
             problems += copied_reference_problems(train_rows, eval_rows, label)
             problems += generic_fact_problems(train_rows, eval_rows, label)
+            problems += punctuation_cue_problems(train_rows, eval_rows, registry[train_name]["file_name"])
         problems += taught_link_problems(all_train, eval_rows, label, " + ".join(registry[n]["file_name"] for n in train_names))
     return list(dict.fromkeys(problems))  # a problem found against two training sets is listed once
