@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -24,6 +28,34 @@ from vslm.core.paths import ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 
 PAD_TO_MULTIPLE_OF = 8  # llamafactory/train/sft/workflow.py: SFTDataCollatorWith4DAttentionMask(pad_to_multiple_of=8)
+
+
+def train_then_evaluate(saves: Path, recipe: str, overrides: list[str]) -> None:
+    """The main job on one recipe with `key=value` overrides: `vslm train <recipe> --profile tiny_full <overrides>`, then
+    `vslm demo --recipe <recipe> --skip-train` (serve, evaluate, report), both writing under $VSLM_SAVES=saves."""
+    from vslm.recipes.resolve import DEMO_PROFILE
+
+    env = {**os.environ, "VSLM_SAVES": str(saves)}
+    vslm = [sys.executable, "-m", "vslm"]
+    for cmd in ([*vslm, "train", recipe, "--profile", DEMO_PROFILE, *overrides], [*vslm, "demo", "--recipe", recipe, "--skip-train"]):
+        print("$ " + " ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def read_main_job(saves: Path, recipe: str) -> SimpleNamespace:
+    """What train_then_evaluate left under `saves`: the plan, run record, trainer state and results, final training
+    loss and evaluation report."""
+    from vslm.recipes.matrix import get_recipe
+    from vslm.recipes.resolve import DEMO_PROFILE, resolve
+
+    os.environ["VSLM_SAVES"] = str(saves)  # where resolve() finds the run
+    plan = resolve(get_recipe(recipe), DEMO_PROFILE)
+    run = {name: json.loads((plan.trained_dir / f"{name}.json").read_text(encoding="utf-8"))
+           for name in ("run_record", "trainer_state", "all_results")}
+    losses = [e["loss"] for e in run["trainer_state"]["log_history"] if "loss" in e]
+    return SimpleNamespace(plan=plan, record=run["run_record"], state=run["trainer_state"], results=run["all_results"],
+                           final_training_loss=losses[-1] if losses else None,
+                           report=json.loads(plan.report_json.read_text(encoding="utf-8")))
 
 
 def recipe_config(stage_path: Path | str) -> dict[str, Any]:

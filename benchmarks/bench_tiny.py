@@ -12,7 +12,11 @@ Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_ste
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
 alternate A B … B A so drift on a shared machine hits every side. `--full` trains every weight, as the main job's
 tiny_full profile does, instead of the recipe's LoRA; on a CPU with native bf16 it adds "after, bf16" (bf16 autocast,
-as vslm.recipes.resolve.bf16_on_native_cpu trains tiny_full there). Target (issue 15): after ≥ 5× before.
+as vslm.recipes.resolve.bf16_on_native_cpu trains tiny_full there), "after, packed, sdpa" (that precision plus tiny_full's
+neat_packing, SDPA attention) and "after, as tiny_full" (the same with tiny_full's attention: the main job's training). Tokens/s counts every token fed to the model, padding
+included; useful tokens/s counts the dataset's own tokens: tokens/s × the non-padding share of the batches at the
+profile's batch and cutoff, packed or not (bench_train.py part b checks that share against LlamaFactory's packed
+dataset). Target (issue 15): the tiny profile trains ≥ 5× the old one's tokens/s.
 Prints a table and one JSON line; writes benchmarks/results/tiny.json (tiny_full.json with --full).
 """
 
@@ -24,12 +28,19 @@ import json
 import tempfile
 from pathlib import Path
 
-from _common import RESULTS, machine
-from bench_train import run_llamafactory
+from _common import (
+    RESULTS,
+    machine,
+    packed_blocks,
+    padded_tokens,
+    recipe_config,
+    row_lengths,
+)
+from bench_train import RECIPE, run_llamafactory
 
 from vslm.models.tiny import SPECS, tiny_tokenizer
 from vslm.models.tokenizer import build_qwen_tokenizer
-from vslm.recipes.matrix import load_matrix
+from vslm.recipes.matrix import get_recipe, load_matrix
 from vslm.recipes.resolve import native_cpu_bf16
 
 BEFORE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -50,6 +61,27 @@ def output_layer_share(tokenizer, spec: dict) -> float:
     per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter
     output = vocab_rows(tokenizer) * hidden
     return output / (output + layers * per_layer)
+
+
+def useful_share(packed: bool) -> float:
+    """Non-padding ÷ processed tokens of the benchmark recipe's rows at the tiny profile's batch and cutoff."""
+    tiny, recipe = load_matrix()["profiles"]["tiny"], get_recipe(RECIPE)
+    config = recipe_config(recipe.stage("train").path)
+    if packed:
+        return packed_blocks(config, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"])["useful_fraction"]
+    lengths = row_lengths(config, recipe["family"], cutoff_len=tiny["cutoff_len"])
+    return padded_tokens(lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"])["useful_fraction"]
+
+
+def paired_ratios(runs: list[dict], names: list[str], key: str) -> dict[str, list[float]]:
+    """Each variant's `key` ÷ the "before" run of the same round (one pass A B C … over every variant), per round:
+    the spread a shared machine's drift leaves, next to the best-of ratio."""
+    rounds = [runs[i:i + len(names)] for i in range(0, len(runs), len(names))]
+    out = {}
+    for name in names[1:]:
+        out[name] = [round(next(r[key] for r in chunk if r["variant"] == name) /
+                           next(r[key] for r in chunk if r["variant"] == "before"), 2) for chunk in rounds]
+    return out
 
 
 def random_model(out: Path, tokenizer, spec: dict) -> Path:
@@ -80,35 +112,52 @@ def main() -> None:
         specs = {"before": (build_qwen_tokenizer("qwen2"), BEFORE), "after": (cut, AFTER),
                  "after, 2 layers": (cut, {**AFTER, "num_hidden_layers": 2})}
         models = {name: random_model(tmp / f"model{i}", tokenizer, spec) for i, (name, (tokenizer, spec)) in enumerate(specs.items())}
-        precision = {name: {} for name in specs}
-        if args.full and native_cpu_bf16():  # what bf16_on_native_cpu turns on for the tiny_full profile here
-            specs["after, bf16"], models["after, bf16"], precision["after, bf16"] = specs["after"], models["after"], {"bf16": True}
+        settings = {name: {} for name in specs}
+        full = load_matrix()["profiles"]["tiny_full"]
+        if args.full:
+            bf16 = {"bf16": True} if native_cpu_bf16() else {}  # what bf16_on_native_cpu turns on for tiny_full here
+            if bf16:
+                specs["after, bf16"], models["after, bf16"], settings["after, bf16"] = specs["after"], models["after"], bf16
+            packed = {**bf16, "neat_packing": full["neat_packing"]}
+            for name, attention in (("after, packed, sdpa", {"flash_attn": "sdpa"}), ("after, as tiny_full", {"flash_attn": full["flash_attn"]})):
+                specs[name], models[name], settings[name] = specs["after"], models["after"], {**packed, **attention}
         names = list(models)
         order = [name for i in range(args.repeats) for name in (names if i % 2 == 0 else names[::-1])]
-        full = load_matrix()["profiles"]["tiny_full"]
         method = {key: full[key] for key in ("finetuning_type", "learning_rate")} if args.full else {}
+        share = {packed: useful_share(packed) for packed in (False, True)}
         runs = []
         for i, name in enumerate(order):
             print(f"[bench] run {i + 1}/{len(order)}: {name}", flush=True)
-            run = run_llamafactory(args.steps, tmp / f"run{i}", name, model_name_or_path=str(models[name]), **method, **precision[name])
-            runs.append({**run, "variant": name, "output_layer_share": output_layer_share(*specs[name])})
+            run = run_llamafactory(args.steps, tmp / f"run{i}", name, model_name_or_path=str(models[name]), **method, **settings[name])
+            useful = share[bool(settings[name].get("neat_packing"))]
+            runs.append({**run, "variant": name, "output_layer_share": output_layer_share(*specs[name]),
+                         "useful_share": round(useful, 4), "useful_tokens_per_s": round(run["tokens_per_s"] * useful, 1)})
     best = {name: max(r["tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
+    best_useful = {name: max(r["useful_tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
     peak = {name: max(r["peak_rss_gib"] for r in runs if r["variant"] == name) for name in names}
-    print(f"\n{'variant':16} {'steps':>5} {'tokens':>7} {'runtime s':>9} {'tokens/s':>9} {'peak RSS GiB':>12} {'output layer':>12}")
+    print(f"\n{'variant':20} {'steps':>5} {'tokens':>7} {'runtime s':>9} {'tokens/s':>9} {'useful':>7} {'useful tok/s':>12} "
+          f"{'peak RSS GiB':>12} {'output layer':>12}")
     for r in runs:
-        print(f"{r['variant']:16} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>9} {r['tokens_per_s']:>9} "
-              f"{r['peak_rss_gib']:>12} {r['output_layer_share']:>12.0%}")
+        print(f"{r['variant']:20} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>9} {r['tokens_per_s']:>9} "
+              f"{r['useful_share']:>7.1%} {r['useful_tokens_per_s']:>12} {r['peak_rss_gib']:>12} {r['output_layer_share']:>12.0%}")
     ratios = {name: round(best[name] / best["before"], 2) for name in names[1:]}
+    useful_ratios = {name: round(best_useful[name] / best_useful["before"], 2) for name in names[1:]}
+    per_round = {key: paired_ratios(runs, names, key) for key in ("tokens_per_s", "useful_tokens_per_s")}
     ratio = ratios["after"]
-    print(f"\n{'full fine-tune' if args.full else 'LoRA'}, tokens/s ÷ before (best of {args.repeats} each): {ratios}  "
-          f"(target after >= 5x); peak RSS {peak}")
+    print(f"\n{'full fine-tune' if args.full else 'LoRA'}, best of {args.repeats} each ÷ before — tokens/s: {ratios}; "
+          f"useful tokens/s: {useful_ratios} (target >= 5x); peak RSS {peak}")
+    for name in names[1:]:
+        print(f"  {name:20} ÷ before, round by round: tokens/s {per_round['tokens_per_s'][name]}, "
+              f"useful {per_round['useful_tokens_per_s'][name]}")
     result = {"started": started, "machine": machine(), "steps": args.steps, "method": "full" if args.full else "lora",
-              "runs": runs, "best_tokens_per_s": best, "ratio": ratio, "ratios": ratios, "peak_rss_gib": peak,
-              "specs": {name: spec for name, (_, spec) in specs.items()}}
+              "runs": runs, "best_tokens_per_s": best, "best_useful_tokens_per_s": best_useful, "ratio": ratio,
+              "ratios": ratios, "useful_ratios": useful_ratios, "ratios_per_round": per_round, "useful_share": {"unpacked": round(share[False], 4),
+                                                                                  "packed": round(share[True], 4)},
+              "peak_rss_gib": peak, "specs": {name: spec for name, (_, spec) in specs.items()}}
     out = args.out or RESULTS / ("tiny_full.json" if args.full else "tiny.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"ratios": ratios, "best_tokens_per_s": best}))
+    print(json.dumps({"ratios": ratios, "useful_ratios": useful_ratios, "best_tokens_per_s": best}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ structured choice (`vslm demo --skip-train`). Not a test; one training run takes
     .venv/bin/python benchmarks/tiny_classifier.py --epochs 10 30            # train and evaluate each
     .venv/bin/python benchmarks/tiny_classifier.py --reuse DIR [DIR ...]     # collect runs already made (their $VSLM_SAVES)
 
-Writes benchmarks/results/tiny_classifier.json: per run the epochs, final training loss, and per task the accuracy,
+Writes benchmarks/results/tiny_classifier.json: per run the epochs, the training data's digest, final training loss, and per task the accuracy,
 macro-F1 and majority-class floor of the fine-tuned and base models. Target (issue 15): accuracy >= 0.8 and >= 2x
 the majority-class floor.
 """
@@ -16,38 +16,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
-from _common import RESULTS, machine
+from _common import RESULTS, machine, read_main_job, train_then_evaluate
 
 from vslm.core.paths import ROOT
 from vslm.eval.evaluate import load_eval_rows
 from vslm.recipes.matrix import get_recipe
-from vslm.recipes.resolve import DEMO_PROFILE, resolve
+from vslm.recipes.resolve import DEMO_PROFILE
 
 RECIPE = "platform_classifier"
 
 
-def train_and_evaluate(saves: Path, epochs: int) -> None:
-    env = {**os.environ, "VSLM_SAVES": str(saves)}
-    vslm = [sys.executable, "-m", "vslm"]
-    for cmd in ([*vslm, "train", RECIPE, "--profile", DEMO_PROFILE, "max_samples=100000", f"num_train_epochs={epochs}",
-                 "per_device_train_batch_size=8"], [*vslm, "demo", "--recipe", RECIPE, "--skip-train"]):
-        print("$ " + " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
-
-
 def collect(saves: Path) -> dict:
-    os.environ["VSLM_SAVES"] = str(saves)  # where resolve() finds the run
-    plan = resolve(get_recipe(RECIPE), DEMO_PROFILE)
-    record = json.loads((plan.trained_dir / "run_record.json").read_text(encoding="utf-8"))
-    state = json.loads((plan.trained_dir / "trainer_state.json").read_text(encoding="utf-8"))
-    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    report = json.loads(plan.report_json.read_text(encoding="utf-8"))
+    run = read_main_job(saves, RECIPE)
+    report = run.report
     rows = [r for r in load_eval_rows(get_recipe(RECIPE)["eval_set"]) if r.get("task") == "classification"]
     tasks = {}
     for task, rep in report["results"]["fine-tuned"]["summary"]["classification"].items():
@@ -58,8 +42,9 @@ def collect(saves: Path) -> dict:
                        "fine_tuned_accuracy": round(rep["accuracy"], 3), "fine_tuned_macro_f1": round(rep["macro_f1"], 3),
                        "base_accuracy": round(base["accuracy"], 3), "confusion": rep["confusion"]}
     n = sum(t["rows"] for t in tasks.values())
-    return {"saves": str(saves), "epochs": record["effective_config"]["num_train_epochs"], "steps": state["global_step"],
-            "final_training_loss": losses[-1] if losses else None, "tasks": tasks,
+    return {"saves": str(saves), "epochs": run.record["effective_config"]["num_train_epochs"], "steps": run.state["global_step"],
+            "training_data_sha256": {name: d["sha256"][:12] for name, d in run.record["datasets"].items()},
+            "final_training_loss": run.final_training_loss, "tasks": tasks,
             "accuracy_all_classification_rows": round(sum(t["fine_tuned_accuracy"] * t["rows"] for t in tasks.values()) / n, 3)}
 
 
@@ -74,12 +59,13 @@ def main() -> None:
     folders = list(args.reuse)
     for epochs in args.epochs:
         folders.append(args.work / f"epochs{epochs}")
-        train_and_evaluate(folders[-1], epochs)
-    runs = sorted((collect(f) for f in folders), key=lambda r: r["epochs"])
+        train_then_evaluate(folders[-1], RECIPE, ["max_samples=100000", f"num_train_epochs={epochs}", "per_device_train_batch_size=8"])
+    runs = [collect(f) for f in folders]
     for r in runs:
         per_task = "; ".join(f"{task}: {t['fine_tuned_accuracy']} (base {t['base_accuracy']}, majority {t['majority_floor']})"
                              for task, t in r["tasks"].items())
-        print(f"{r['epochs']:>4} epochs, {r['steps']} steps, final loss {r['final_training_loss']}: "
+        data = ", ".join(f"{name} {digest}" for name, digest in r["training_data_sha256"].items())
+        print(f"{r['epochs']:>4} epochs ({data}), {r['steps']} steps, final loss {r['final_training_loss']}: "
               f"accuracy {r['accuracy_all_classification_rows']} — {per_task}")
     args.out.write_text(json.dumps({"started": started, "machine": machine(), "recipe": RECIPE, "profile": DEMO_PROFILE,
                                     "runs": runs}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
