@@ -9,8 +9,9 @@ evaluation (about 1.5 minutes).
 Each variant is `vslm train telecom_r32 --profile tiny_full <overrides>` then `vslm demo --skip-train` in its own
 $VSLM_SAVES; "" is the profile as shipped. Run the variants you compare in one go: this machine's speed drifts, so
 only training times measured side by side compare. Writes benchmarks/results/tiny_full_variants.json: per run the
-overrides that differ from the shipped profile, steps, final training loss, training seconds, held-out loss and the fine-tuned key-fact recall on the
-taught and on the reworded questions (targets, issue 15: taught >= 0.9, reworded >= 0.3 and above every floor).
+overrides that differ from the shipped profile, steps, final training loss, training seconds, held-out loss and the
+fine-tuned key-fact recall on the taught and on the reworded questions (targets, issue 15: taught >= 0.9, reworded
+>= 0.3 and above every floor).
 """
 
 from __future__ import annotations
