@@ -8,6 +8,7 @@ chat template, label masking, truncation and — for packing — the same greedy
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -40,6 +41,23 @@ def train_then_evaluate(saves: Path, recipe: str, overrides: list[str]) -> None:
     for cmd in ([*vslm, "train", recipe, "--profile", DEMO_PROFILE, *overrides], [*vslm, "demo", "--recipe", recipe, "--skip-train"]):
         print("$ " + " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def main_job_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs the main job once per setting (train_then_evaluate) and collects the runs:
+    --reuse (runs already made), --work (where new runs go) and --out (benchmarks/results/<name>.json)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reuse", type=Path, nargs="*", default=[], help="$VSLM_SAVES folders of runs already made")
+    ap.add_argument("--work", type=Path, default=ROOT / "saves" / f"bench-{name}")
+    ap.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
+    return ap
+
+
+def write_main_job_runs(out: Path, started: str, recipe: str, runs: list[dict[str, Any]]) -> None:
+    from vslm.recipes.resolve import DEMO_PROFILE
+
+    out.write_text(json.dumps({"started": started, "machine": machine(), "recipe": recipe, "profile": DEMO_PROFILE,
+                               "runs": runs}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def read_main_job(saves: Path, recipe: str) -> SimpleNamespace:

@@ -13,18 +13,19 @@ the majority-class floor.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 from collections import Counter
 from pathlib import Path
 
-from _common import RESULTS, machine, read_main_job, train_then_evaluate
+from _common import (
+    main_job_parser,
+    read_main_job,
+    train_then_evaluate,
+    write_main_job_runs,
+)
 
-from vslm.core.paths import ROOT
 from vslm.eval.evaluate import load_eval_rows
 from vslm.recipes.matrix import get_recipe
-from vslm.recipes.resolve import DEMO_PROFILE
 
 RECIPE = "platform_classifier"
 
@@ -49,11 +50,8 @@ def collect(saves: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = main_job_parser(__doc__, "tiny_classifier")
     ap.add_argument("--epochs", type=int, nargs="*", default=[])
-    ap.add_argument("--reuse", type=Path, nargs="*", default=[], help="$VSLM_SAVES folders of runs already made")
-    ap.add_argument("--work", type=Path, default=ROOT / "saves" / "bench-classifier")
-    ap.add_argument("--out", type=Path, default=RESULTS / "tiny_classifier.json")
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     folders = list(args.reuse)
@@ -67,8 +65,7 @@ def main() -> None:
         data = ", ".join(f"{name} {digest}" for name, digest in r["training_data_sha256"].items())
         print(f"{r['epochs']:>4} epochs ({data}), {r['steps']} steps, final loss {r['final_training_loss']}: "
               f"accuracy {r['accuracy_all_classification_rows']} — {per_task}")
-    args.out.write_text(json.dumps({"started": started, "machine": machine(), "recipe": RECIPE, "profile": DEMO_PROFILE,
-                                    "runs": runs}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_main_job_runs(args.out, started, RECIPE, runs)
 
 
 if __name__ == "__main__":

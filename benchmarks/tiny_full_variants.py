@@ -16,16 +16,16 @@ fine-tuned key-fact recall on the taught and on the reworded questions (targets,
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import re
 from pathlib import Path
 
-from _common import RESULTS, machine, read_main_job, train_then_evaluate
-
-from vslm.core.paths import ROOT
-from vslm.recipes.resolve import DEMO_PROFILE
+from _common import (
+    main_job_parser,
+    read_main_job,
+    train_then_evaluate,
+    write_main_job_runs,
+)
 
 RECIPE = "telecom_r32"
 
@@ -44,11 +44,8 @@ def collect(saves: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = main_job_parser(__doc__, "tiny_full_variants")
     ap.add_argument("--variant", action="append", default=[], help='space-separated key=value overrides; "" = as shipped')
-    ap.add_argument("--reuse", type=Path, nargs="*", default=[], help="$VSLM_SAVES folders of runs already made")
-    ap.add_argument("--work", type=Path, default=ROOT / "saves" / "bench-tiny-full")
-    ap.add_argument("--out", type=Path, default=RESULTS / "tiny_full_variants.json")
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     folders = list(args.reuse)
@@ -61,8 +58,7 @@ def main() -> None:
         print(f"{changed:48} {r['steps']:>4} steps, {r['train_runtime_s']:>6} s, final loss "
               f"{r['final_training_loss']:.4f}: taught recall {r['taught_key_fact_recall']}, reworded "
               f"{r['reworded_key_fact_recall']} ({r['reworded_rows']} rows)")
-    args.out.write_text(json.dumps({"started": started, "machine": machine(), "recipe": RECIPE, "profile": DEMO_PROFILE,
-                                    "runs": runs}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_main_job_runs(args.out, started, RECIPE, runs)
 
 
 if __name__ == "__main__":
