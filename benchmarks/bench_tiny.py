@@ -12,11 +12,11 @@ Each trains `recipes/telecom_r32.yaml` with its tiny-profile overrides + max_ste
 (bench_train.run_llamafactory: tokens fed to the model ÷ train_runtime, peak RSS of the process tree); runs
 alternate A B … B A so drift on a shared machine hits every side. `--full` trains every weight, as the main job's
 tiny_full profile does, instead of the recipe's LoRA; on a CPU with native bf16 it adds "after, bf16" (bf16 autocast,
-as vslm.recipes.resolve.bf16_on_native_cpu trains tiny_full there), "after, packed, sdpa" (that precision plus tiny_full's
-neat_packing, SDPA attention) and "after, as tiny_full" (the same with tiny_full's attention: the main job's training). Tokens/s counts every token fed to the model, padding
-included; useful tokens/s counts the dataset's own tokens: tokens/s × the non-padding share of the batches at the
-profile's batch and cutoff, packed or not (bench_train.py part b checks that share against LlamaFactory's packed
-dataset). Target (issue 15): the tiny profile trains ≥ 5× the old one's tokens/s.
+as vslm.recipes.resolve.bf16_on_native_cpu trains tiny_full there), "after, packed, sdpa" (that precision plus
+tiny_full's neat_packing, SDPA attention) and "after, as tiny_full" (the same with tiny_full's attention: the main
+job's training). Tokens/s counts every token fed to the model, padding included; useful tokens/s counts the dataset's
+own tokens: tokens/s × the non-padding share of the batches at the profile's batch and cutoff, packed or not
+(bench_train.tiny_profile_padding; part b there checks the packing against LlamaFactory's packed dataset). Target (issue 15): the tiny profile trains ≥ 5× the old one's tokens/s.
 Prints a table and one JSON line; writes benchmarks/results/tiny.json (tiny_full.json with --full).
 """
 
@@ -28,19 +28,12 @@ import json
 import tempfile
 from pathlib import Path
 
-from _common import (
-    RESULTS,
-    machine,
-    packed_blocks,
-    padded_tokens,
-    recipe_config,
-    row_lengths,
-)
-from bench_train import RECIPE, run_llamafactory
+from _common import RESULTS, machine
+from bench_train import run_llamafactory, tiny_profile_padding
 
 from vslm.models.tiny import SPECS, tiny_tokenizer
 from vslm.models.tokenizer import build_qwen_tokenizer
-from vslm.recipes.matrix import get_recipe, load_matrix
+from vslm.recipes.matrix import load_matrix
 from vslm.recipes.resolve import native_cpu_bf16
 
 BEFORE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -61,16 +54,6 @@ def output_layer_share(tokenizer, spec: dict) -> float:
     per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter
     output = vocab_rows(tokenizer) * hidden
     return output / (output + layers * per_layer)
-
-
-def useful_share(packed: bool) -> float:
-    """Non-padding ÷ processed tokens of the benchmark recipe's rows at the tiny profile's batch and cutoff."""
-    tiny, recipe = load_matrix()["profiles"]["tiny"], get_recipe(RECIPE)
-    config = recipe_config(recipe.stage("train").path)
-    if packed:
-        return packed_blocks(config, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"])["useful_fraction"]
-    lengths = row_lengths(config, recipe["family"], cutoff_len=tiny["cutoff_len"])
-    return padded_tokens(lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"])["useful_fraction"]
 
 
 def paired_ratios(runs: list[dict], names: list[str], key: str) -> dict[str, list[float]]:
@@ -124,7 +107,7 @@ def main() -> None:
         names = list(models)
         order = [name for i in range(args.repeats) for name in (names if i % 2 == 0 else names[::-1])]
         method = {key: full[key] for key in ("finetuning_type", "learning_rate")} if args.full else {}
-        share = {packed: useful_share(packed) for packed in (False, True)}
+        share = dict(zip((False, True), (part["useful_fraction"] for part in tiny_profile_padding())))
         runs = []
         for i, name in enumerate(order):
             print(f"[bench] run {i + 1}/{len(order)}: {name}", flush=True)
@@ -132,16 +115,16 @@ def main() -> None:
             useful = share[bool(settings[name].get("neat_packing"))]
             runs.append({**run, "variant": name, "output_layer_share": output_layer_share(*specs[name]),
                          "useful_share": round(useful, 4), "useful_tokens_per_s": round(run["tokens_per_s"] * useful, 1)})
-    best = {name: max(r["tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
-    best_useful = {name: max(r["useful_tokens_per_s"] for r in runs if r["variant"] == name) for name in names}
-    peak = {name: max(r["peak_rss_gib"] for r in runs if r["variant"] == name) for name in names}
+    def best_of(key: str) -> dict[str, float]:
+        return {name: max(r[key] for r in runs if r["variant"] == name) for name in names}
+
+    best, best_useful, peak = best_of("tokens_per_s"), best_of("useful_tokens_per_s"), best_of("peak_rss_gib")
     print(f"\n{'variant':20} {'steps':>5} {'tokens':>7} {'runtime s':>9} {'tokens/s':>9} {'useful':>7} {'useful tok/s':>12} "
           f"{'peak RSS GiB':>12} {'output layer':>12}")
     for r in runs:
         print(f"{r['variant']:20} {r['steps']:>5} {r['tokens']:>7} {r['train_runtime_s']:>9} {r['tokens_per_s']:>9} "
               f"{r['useful_share']:>7.1%} {r['useful_tokens_per_s']:>12} {r['peak_rss_gib']:>12} {r['output_layer_share']:>12.0%}")
-    ratios = {name: round(best[name] / best["before"], 2) for name in names[1:]}
-    useful_ratios = {name: round(best_useful[name] / best_useful["before"], 2) for name in names[1:]}
+    ratios, useful_ratios = ({name: round(b[name] / b["before"], 2) for name in names[1:]} for b in (best, best_useful))
     per_round = {key: paired_ratios(runs, names, key) for key in ("tokens_per_s", "useful_tokens_per_s")}
     ratio = ratios["after"]
     print(f"\n{'full fine-tune' if args.full else 'LoRA'}, best of {args.repeats} each ÷ before — tokens/s: {ratios}; "

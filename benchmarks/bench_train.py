@@ -399,15 +399,22 @@ def part_a(steps: int, repeats: int, model: Path, tmp: Path) -> dict[str, Any]:
             "cutoff": tiny["cutoff_len"]}
 
 
+def tiny_profile_padding() -> tuple[dict[str, Any], dict[str, Any]]:
+    """RECIPE's rows at the tiny profile's batch and cutoff: fed unpacked (padded_tokens) and packed (packed_blocks)."""
+    tiny, recipe = load_matrix()["profiles"]["tiny"], get_recipe(RECIPE)
+    cfg = recipe_config(recipe.stage("train").path)
+    lengths = row_lengths(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"])
+    return (padded_tokens(lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"]),
+            packed_blocks(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"]))
+
+
 def part_b(steps: int, no_neat: bool, lf_tps: float | None, tmp: Path) -> dict[str, Any]:
     tiny = load_matrix()["profiles"]["tiny"]
     print("[bench] b. padding waste per recipe (LlamaFactory tokenisation, real Qwen tokenizer)", flush=True)
     table = padding_table()
     recipe = get_recipe(RECIPE)
     cfg = recipe_config(recipe.stage("train").path)
-    tiny_lengths = row_lengths(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"])
-    tiny_nopack = padded_tokens(tiny_lengths, tiny["per_device_train_batch_size"], seed=recipe["seed"])
-    tiny_packed = packed_blocks(cfg, recipe["family"], cutoff_len=tiny["cutoff_len"], workers=tiny["preprocessing_num_workers"])
+    tiny_nopack, tiny_packed = tiny_profile_padding()
     lf_check = packed_blocks_lf(cfg, recipe["family"])
     sim = next(r for r in table if r["recipe"] == RECIPE)
     check = {"llamafactory_blocks": lf_check["blocks"], "simulated_blocks": sim["blocks"],

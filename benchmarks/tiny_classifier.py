@@ -6,9 +6,9 @@ structured choice (`vslm demo --skip-train`). Not a test; one training run takes
     .venv/bin/python benchmarks/tiny_classifier.py --epochs 10 30            # train and evaluate each
     .venv/bin/python benchmarks/tiny_classifier.py --reuse DIR [DIR ...]     # collect runs already made (their $VSLM_SAVES)
 
-Writes benchmarks/results/tiny_classifier.json: per run the epochs, the training data's digest, final training loss, and per task the accuracy,
-macro-F1 and majority-class floor of the fine-tuned and base models. Target (issue 15): accuracy >= 0.8 and >= 2x
-the majority-class floor.
+Writes benchmarks/results/tiny_classifier.json: per run the epochs, the training data's digest, final training loss,
+and per task the accuracy, macro-F1 and majority-class floor of the fine-tuned and base models. Target (issue 15):
+accuracy >= 0.8 and >= 2x the majority-class floor.
 """
 
 from __future__ import annotations
