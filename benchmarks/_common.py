@@ -15,6 +15,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,12 +47,69 @@ def train_then_evaluate(saves: Path, recipe: str, overrides: list[str]) -> None:
 
 def main_job_parser(doc: str, name: str) -> argparse.ArgumentParser:
     """The options of a benchmark that runs the main job once per setting (train_then_evaluate) and collects the runs:
-    --reuse (runs already made), --work (where new runs go) and --out (benchmarks/results/<name>.json)."""
+    --reuse (runs already made), --work (where new runs go), --out (benchmarks/results/<name>.json) and --warm-up
+    (train on a tiny-qwen2 warmed up with other settings: warm_up_base)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reuse", type=Path, nargs="*", default=[], help="$VSLM_SAVES folders of runs already made")
     ap.add_argument("--work", type=Path, default=ROOT / "saves" / f"bench-{name}")
     ap.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
+    ap.add_argument("--warm-up", default="", help="space-separated key=value overrides of the tiny model's warm-up "
+                    "(vslm.models.tiny.WARMUP): the new runs train on that model instead of the recipe's tiny model")
     return ap
+
+
+WARM_UP_RECORD = "vslm_warm_up.json"
+
+
+def warm_up_base(args: argparse.Namespace, recipe: str) -> list[str]:
+    """The training override for --warm-up (building the recipe's tiny model that way first), or none."""
+    if not args.warm_up:
+        return []
+    from vslm.recipes.matrix import get_recipe
+    from vslm.recipes.resolve import DEMO_PROFILE, resolve
+
+    name = Path(resolve(get_recipe(recipe), DEMO_PROFILE).tiny_model).name
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.warm_up.split())}
+    return [f"model_name_or_path={build_warm_up_variant(args.work, name, overrides)}"]
+
+
+WARM_UP_RECORD = "vslm_warm_up.json"
+
+
+def build_warm_up_variant(work: Path, name: str, overrides: dict) -> Path:
+    """Tiny model `name` from the same seeded init, warmed up with `overrides`; reused when already built with them. Its
+    folder records the overrides and the warm-up's final training loss (WARM_UP_RECORD)."""
+    from vslm.models import tiny
+
+    out = work / (f"{name}-warm-up-" + re.sub(r"[^A-Za-z0-9.=_-]+", "_", " ".join(f"{k}={v}" for k, v in overrides.items())))
+    if (out / WARM_UP_RECORD).is_file():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    init = out.with_name(out.name + "-init")
+    tiny._init_model(name, tiny.tiny_tokenizer(name), init)
+    tiny._warm_up(name, init, out, overrides)
+    state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    results = json.loads((out / "all_results.json").read_text(encoding="utf-8"))
+    (out / WARM_UP_RECORD).write_text(json.dumps({"overrides": overrides, "final_training_loss": losses[-1],
+                                                  "train_runtime_s": round(results["train_runtime"], 1)}) + "\n")
+    return out
+
+
+def base_model_of(run: SimpleNamespace) -> dict[str, Any]:
+    """What a collected run trained from: its run record's base model (path, and a tiny build's hash where the record
+    has one), with the warm-up settings of a --warm-up variant."""
+    base = run.record.get("base_model") or {"path": run.record["effective_config"]["model_name_or_path"]}
+    record = ROOT / base["path"] / WARM_UP_RECORD
+    return {**base, "warm_up": json.loads(record.read_text(encoding="utf-8"))} if record.is_file() else base
+
+
+def base_model_label(base: dict[str, Any]) -> str:
+    """models/tiny-qwen3 (build 2760c75eaac8), or warm-up {...} for a --warm-up variant."""
+    if "warm_up" in base:
+        return "warm-up " + " ".join(f"{k}={v}" for k, v in base["warm_up"]["overrides"].items())
+    return base["path"] + (f" (build {base['tiny_build']})" if "tiny_build" in base else "")
+
 
 
 def write_main_job_runs(out: Path, started: str, recipe: str, runs: list[dict[str, Any]]) -> None:

@@ -7,8 +7,14 @@ evaluation (about 1.5 minutes).
     .venv/bin/python benchmarks/tiny_full_variants.py --reuse DIR [DIR ...]   # collect runs already made (their $VSLM_SAVES)
 
 Each variant is `vslm train telecom_r32 --profile tiny_full <overrides>` then `vslm demo --skip-train` in its own
-$VSLM_SAVES; "" is the profile as shipped. Run the variants you compare in one go: this machine's speed drifts, so
-only training times measured side by side compare. Writes benchmarks/results/tiny_full_variants.json: per run the
+$VSLM_SAVES; "" is the profile as shipped. `--warm-up "key=value ..."` first builds the tiny model again from the same
+seeded init with those warm-up settings changed (`vslm.models.tiny.WARMUP`; about 3-7 minutes) and trains every
+variant of the run on it instead of models/tiny-qwen2 (telecom_r32's tiny model):
+
+    .venv/bin/python benchmarks/tiny_full_variants.py --warm-up "neat_packing=true bf16=true flash_attn=disabled cutoff_len=256" --variant ""
+
+Run the variants you compare in one go: this machine's speed drifts, so only training times measured side by side
+compare. Writes benchmarks/results/tiny_full_variants.json: per run the
 overrides that differ from the shipped profile, steps, final training loss, training seconds, held-out loss and the
 fine-tuned key-fact recall on the taught and on the reworded questions (targets, issue 15: taught >= 0.9, reworded
 >= 0.3 and above every floor).
@@ -21,9 +27,12 @@ import re
 from pathlib import Path
 
 from _common import (
+    base_model_label,
+    base_model_of,
     main_job_parser,
     read_main_job,
     train_then_evaluate,
+    warm_up_base,
     write_main_job_runs,
 )
 
@@ -35,6 +44,8 @@ def collect(saves: Path) -> dict:
     tuned = run.report["results"]["fine-tuned"]["summary"]
     shipped = run.plan.stage("train").overrides
     changed = {k: v for k, v in run.record["overrides"].items() if k != "output_dir" and shipped.get(k) != v}
+    if "model_name_or_path" in changed:
+        changed["model_name_or_path"] = base_model_of(run)
     return {"saves": str(saves), "overrides": changed, "steps": run.state["global_step"],
             "final_training_loss": run.final_training_loss, "train_runtime_s": round(run.results["train_runtime"], 1),
             "heldout_loss": tuned["overall"].get("heldout_loss"),
@@ -49,12 +60,15 @@ def main() -> None:
     args = ap.parse_args()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     folders = list(args.reuse)
+    base = warm_up_base(args, RECIPE)
     for variant in args.variant:
-        folders.append(args.work / (re.sub(r"[^A-Za-z0-9.=_-]+", "_", variant) or "as_shipped"))
-        train_then_evaluate(folders[-1], RECIPE, variant.split())
+        name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", f"{args.warm_up} {variant}".strip()) or "as_shipped"
+        folders.append(args.work / name)
+        train_then_evaluate(folders[-1], RECIPE, [*base, *variant.split()])
     runs = [collect(f) for f in folders]
     for r in runs:
-        changed = " ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "as shipped"
+        changed = " ".join(f"{k}={v}" if not isinstance(v, dict) else base_model_label(v)
+                           for k, v in r["overrides"].items()) or "as shipped"
         print(f"{changed:48} {r['steps']:>4} steps, {r['train_runtime_s']:>6} s, final loss "
               f"{r['final_training_loss']:.4f}: taught recall {r['taught_key_fact_recall']}, reworded "
               f"{r['reworded_key_fact_recall']} ({r['reworded_rows']} rows)")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata as md
+import json
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
-
 
 from ..core.jsonio import atomic_write_json, sha256_file
 from ..core.paths import ROOT
@@ -51,6 +51,14 @@ def dataset_fingerprints(names: list[str]) -> dict[str, Any]:
     return out
 
 
+def base_model(config: dict[str, Any]) -> dict[str, Any]:
+    """The model a run started from; for a tiny build also its hash (its vslm_tiny.json), since models/<name> is
+    relinked to each new build."""
+    path = str(config.get("model_name_or_path"))
+    stamp = ROOT / path / "vslm_tiny.json"
+    return {"path": path, **({"tiny_build": json.loads(stamp.read_text(encoding="utf-8"))["hash"]} if stamp.is_file() else {})}
+
+
 def write_run_record(output_dir: Path, *, command: list[str], run: StageRun, extra: dict[str, Any] | None = None) -> Path:
     recipe_file = ROOT / run.recipe_file
     effective = run.config
@@ -63,6 +71,7 @@ def write_run_record(output_dir: Path, *, command: list[str], run: StageRun, ext
         "overrides": run.overrides,
         "effective_config": effective,
         "seed": effective.get("seed"),
+        "base_model": base_model(effective),
         "git": git_commit(),
         "datasets": dataset_fingerprints(datasets),
         "packages": package_versions(),
