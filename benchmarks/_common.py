@@ -48,13 +48,13 @@ def train_then_evaluate(saves: Path, recipe: str, overrides: list[str]) -> None:
 def main_job_parser(doc: str, name: str) -> argparse.ArgumentParser:
     """The options of a benchmark that runs the main job once per setting (train_then_evaluate) and collects the runs:
     --reuse (runs already made), --work (where new runs go), --out (benchmarks/results/<name>.json) and --warm-up
-    (train on a tiny-qwen2 warmed up with other settings: warm_up_base)."""
+    (train on the recipe's tiny model warmed up with other settings: warm_up_base)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reuse", type=Path, nargs="*", default=[], help="$VSLM_SAVES folders of runs already made")
     ap.add_argument("--work", type=Path, default=ROOT / "saves" / f"bench-{name}")
     ap.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
     ap.add_argument("--warm-up", default="", help="space-separated key=value overrides of the tiny model's warm-up "
-                    "(vslm.models.tiny.WARMUP): the new runs train on that model instead of the recipe's tiny model")
+                    "(vslm.models.tiny.warm_up_settings): the new runs train on that model instead of the recipe's tiny model")
     return ap
 
 
@@ -71,9 +71,6 @@ def warm_up_base(args: argparse.Namespace, recipe: str) -> list[str]:
     name = Path(resolve(get_recipe(recipe), DEMO_PROFILE).tiny_model).name
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.warm_up.split())}
     return [f"model_name_or_path={build_warm_up_variant(args.work, name, overrides)}"]
-
-
-WARM_UP_RECORD = "vslm_warm_up.json"
 
 
 def build_warm_up_variant(work: Path, name: str, overrides: dict) -> Path:
@@ -109,7 +106,6 @@ def base_model_label(base: dict[str, Any]) -> str:
     if "warm_up" in base:
         return "warm-up " + " ".join(f"{k}={v}" for k, v in base["warm_up"]["overrides"].items())
     return base["path"] + (f" (build {base['tiny_build']})" if "tiny_build" in base else "")
-
 
 
 def write_main_job_runs(out: Path, started: str, recipe: str, runs: list[dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ evaluation (about 1.5 minutes).
 
 Each variant is `vslm train telecom_r32 --profile tiny_full <overrides>` then `vslm demo --skip-train` in its own
 $VSLM_SAVES; "" is the profile as shipped. `--warm-up "key=value ..."` first builds the tiny model again from the same
-seeded init with those warm-up settings changed (`vslm.models.tiny.WARMUP`; about 3-7 minutes) and trains every
+seeded init with those warm-up settings changed (`vslm.models.tiny.warm_up_settings`; about 3-7 minutes) and trains every
 variant of the run on it instead of models/tiny-qwen2 (telecom_r32's tiny model):
 
     .venv/bin/python benchmarks/tiny_full_variants.py --warm-up "neat_packing=true bf16=true flash_attn=disabled cutoff_len=256" --variant ""
