@@ -73,12 +73,17 @@ def warm_up_base(args: argparse.Namespace, recipe: str) -> list[str]:
     return [f"model_name_or_path={build_warm_up_variant(args.work, name, overrides)}"]
 
 
+def folder_name(settings: str) -> str:
+    """A folder name for a run's `key=value ...` settings."""
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", settings.strip())
+
+
 def build_warm_up_variant(work: Path, name: str, overrides: dict) -> Path:
     """Tiny model `name` from the same seeded init, warmed up with `overrides`; reused when already built with them. Its
     folder records the overrides and the warm-up's final training loss (WARM_UP_RECORD)."""
     from vslm.models import tiny
 
-    out = work / (f"{name}-warm-up-" + re.sub(r"[^A-Za-z0-9.=_-]+", "_", " ".join(f"{k}={v}" for k, v in overrides.items())))
+    out = work / (f"{name}-warm-up-" + folder_name(" ".join(f"{k}={v}" for k, v in overrides.items())))
     if (out / WARM_UP_RECORD).is_file():
         return out
     shutil.rmtree(out, ignore_errors=True)

@@ -23,12 +23,12 @@ fine-tuned key-fact recall on the taught and on the reworded questions (targets,
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 from _common import (
     base_model_label,
     base_model_of,
+    folder_name,
     main_job_parser,
     read_main_job,
     train_then_evaluate,
@@ -62,7 +62,7 @@ def main() -> None:
     folders = list(args.reuse)
     base = warm_up_base(args, RECIPE)
     for variant in args.variant:
-        name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", f"{args.warm_up} {variant}".strip()) or "as_shipped"
+        name = folder_name(f"{args.warm_up} {variant}") or "as_shipped"
         folders.append(args.work / name)
         train_then_evaluate(folders[-1], RECIPE, [*base, *variant.split()])
     runs = [collect(f) for f in folders]
