@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """What the training rows alone allow on the questions the tiny model misses: answer each held-out question with the
-training row whose question is most like it (BM25 over character uni- and bigrams, the RAG index of vslm.eval.rag),
-scored by the project's own metrics. No model, no training; runs in seconds.
+training row whose question is most like it — the report's lookup floor (`vslm.eval.evaluate.nearest_training_answers`:
+BM25 over character uni- and bigrams, the RAG index of vslm.eval.rag) — scored by the project's own metrics. No model,
+no training; runs in seconds.
 
     .venv/bin/python benchmarks/lookup_baseline.py
 
@@ -28,19 +29,12 @@ from vslm.eval.evaluate import (
     fixed_evaluation,
     floor_results,
     load_eval_rows,
-    prompt_of,
+    nearest_training_answers,
     training_rows,
 )
 from vslm.eval.metrics import measure_of
-from vslm.eval.rag import Index, Passage
 from vslm.recipes.matrix import get_recipe
 from vslm.recipes.resolve import DEMO_PROFILE, resolve
-
-
-def nearest(training: list[dict], questions: list[dict]) -> dict[str, dict]:
-    """For each held-out row id, the training row whose prompt is the best BM25 match for the row's prompt."""
-    index = Index.build([Passage(i, "", item["output"], key=prompt_of(item)) for i, item in enumerate(training)])
-    return {row["id"]: training[index.search(prompt_of(row), k=1)[0].id] for row in questions}
 
 
 def telecom(max_samples: int | None) -> dict:
@@ -48,9 +42,8 @@ def telecom(max_samples: int | None) -> dict:
     training = training_rows(recipe["datasets"], max_samples)
     rows = [r for r in about_trained_facts(load_eval_rows(recipe["eval_set"]), recipe["datasets"], max_samples)
             if measure_of(r) == "reworded"]
-    found = nearest(training, rows)
-    lookup = fixed_evaluation("nearest training answer", rows, {rid: item["output"] for rid, item in found.items()})
-    floors = floor_results(rows, [item["output"] for item in training])
+    floors = floor_results(rows, training)
+    lookup = floors.pop("lookup")
     return {"training_rows": len(training), "reworded_rows": len(rows),
             "lookup_key_fact_recall": round(lookup["summary"]["overall"]["key_fact_recall"], 3),
             "lookup_rows_with_every_key_fact": sum(s["key_fact_recall"] == 1 for s in lookup["scores"].values()),
@@ -64,8 +57,7 @@ def platform() -> dict:
     tasks = {}
     for instruction in dict.fromkeys(r["instruction"] for r in rows):
         asked = [r for r in rows if r["instruction"] == instruction]
-        found = nearest([item for item in training if item["instruction"] == instruction], asked)
-        evaluation = fixed_evaluation("nearest training label", asked, {rid: item["output"] for rid, item in found.items()})
+        evaluation = fixed_evaluation("nearest training label", asked, nearest_training_answers(asked, training))
         labels = asked[0]["labels"]
         majority = max(sum(r["output"] == label for r in asked) for label in labels) / len(asked)
         tasks[" / ".join(labels)] = {"rows": len(asked), "lookup_accuracy": round(evaluation["summary"]["overall"]["accuracy"], 3),

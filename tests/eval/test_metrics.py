@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from vslm.eval.evaluate import best_constant_answer, floor_results, read_eval_file, taught_rows
+from vslm.eval.client import prompt_of
+from vslm.eval.evaluate import (
+    best_constant_answer,
+    floor_results,
+    load_eval_rows,
+    nearest_training_answers,
+    read_eval_file,
+    taught_rows,
+    training_rows,
+)
+from vslm.recipes.matrix import load_recipes
 from vslm.core.errors import DataError
 from vslm.eval.metrics import (
     aggregate,
@@ -158,7 +168,7 @@ def test_constant_answer_floor_is_the_best_single_answer_and_echo_scores_facts_i
     # per-row headline: candidate 1 scores (1 + 0 + 0) / 3, candidate 2 (0 + 1 + 0) / 3 (twice in training: wins the tie),
     # candidate 3 (0 + 0 + 1) / 3
     assert best_constant_answer(rows, candidates) == ("发送0000查询。", round(1 / 3, 4), 2)
-    floors = floor_results(rows, candidates)
+    floors = floor_results(rows, [{"instruction": f"q{i}", "input": "", "output": c} for i, c in enumerate(candidates)])
     # the floor picks per section: on the QA rows (reworded) candidates 1 and 2 tie at 0.5 and the more frequent wins;
     # the refusal row (unanswerable) gets the refusal
     assert {m: c["answer"] for m, c in floors["constant"]["chosen"].items()} == {
@@ -172,6 +182,32 @@ def test_constant_answer_floor_is_the_best_single_answer_and_echo_scores_facts_i
     assert "constant" not in floor_results(rows, None), "no training answers, no constant floor"
     with pytest.raises(DataError, match="no training answers"):
         best_constant_answer(rows, ["  "])
+
+
+@pytest.mark.parametrize("name", sorted(load_recipes()))
+def test_lookup_floor_answers_training_questions_verbatim_and_classification_rows_with_a_label(name):
+    """On every recipe's own rows: each training question, looked up, gets a training answer to that very question
+    (why taught rows get no lookup floor), and each classification row of the recipe's eval set one of its labels."""
+    recipe = load_recipes()[name]
+    training = training_rows(recipe["datasets"])
+    answers_to = {}
+    for item in training:
+        answers_to.setdefault(prompt_of(item), set()).add(item["output"])
+    asked = [{"id": str(i), "instruction": item["instruction"], "input": item["input"]} for i, item in enumerate(training)]
+    found = nearest_training_answers(asked, training)
+    assert [q["id"] for q in asked if found[q["id"]] not in answers_to[prompt_of(q)]] == []
+    classification = [r for r in load_eval_rows(recipe["eval_set"]) if r.get("task") == "classification"]
+    found = nearest_training_answers(classification, training)
+    assert [r["id"] for r in classification if found[r["id"]] not in r["labels"]] == []
+
+
+def test_lookup_floor_skips_taught_rows():
+    training = [{"instruction": "怎么退订？", "input": "", "output": "发送0000到10086"}]
+    taught = [{"id": "t", "task": "qa", "measures": "taught", "instruction": "怎么退订？", "key_facts": ["0000"], "output": "发送0000到10086"}]
+    assert "lookup" not in floor_results(taught, training) and "constant" in floor_results(taught, training)
+    reworded = [dict(taught[0], id="r", measures="reworded", instruction="退订要发什么？")]
+    lookup = floor_results(taught + reworded, training)["lookup"]
+    assert lookup["answers"] == {"r": "发送0000到10086"} and lookup["summary"]["by_measure"]["reworded"]["key_fact_recall"] == 1.0
 
 
 def test_taught_rows_are_fixed_and_unknown_questions_are_one_line_errors():

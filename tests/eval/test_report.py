@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vslm.eval.evaluate import fixed_evaluation, load_eval_rows, taught_rows, training_rows
+from vslm.eval.evaluate import fixed_evaluation, load_eval_rows, nearest_training_answers, taught_rows, training_rows
 from vslm.recipes.matrix import get_recipe
 from vslm.eval.report import chart_groups, write_report
 
@@ -56,6 +56,23 @@ def test_a_fine_tuned_model_that_only_says_the_best_canned_answer_is_called_out_
     assert files["png"].stat().st_size > 0
     for group, summaries in chart_groups(data_sets(data, sets)):
         assert {"echo", "constant", "base", "fine-tuned"} <= set(summaries), group
+        assert ("lookup" in summaries) == (group != "taught"), group
+
+
+def test_a_fine_tuned_model_that_answers_like_a_search_of_its_training_rows_is_called_out_at_the_lookup_floor(tmp_path, sets):
+    """Every held-out row answered with the answer of the most similar training question: the report's lookup floor,
+    which the model then ties on every number, and the first lines say so."""
+    asked = sets["rows"] + sets["general"]
+    lookup = nearest_training_answers(asked, training_rows(RECIPE["datasets"]))
+    _, md, data = run(tmp_path, sets, lambda r: lookup.get(r["id"], r["output"]))
+    assert data["floors"]["held-out"]["lookup"]["answers"] == {r["id"]: lookup[r["id"]] for r in sets["rows"]}
+    reworded = md.split("## Reworded questions")[1].split("\n## ")[0]
+    assert reworded.splitlines()[4].endswith("| echo floor | constant floor | lookup floor |")
+    row = next(l for l in reworded.splitlines() if l.startswith("| key-fact recall |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == cells[6] and 0.3 < float(cells[6]) < 1.0, "fine-tuned ties the lookup floor it repeats"
+    assert any(l.startswith("- **reworded**: key-fact recall ") and f"lookup {cells[6]}" in l for l in md.splitlines()[3:12])
+    assert "- lookup: searches 672 training rows" in md
 
 
 def data_sets(data, sets):
@@ -69,7 +86,7 @@ def data_sets(data, sets):
 
 def test_reference_answers_clear_every_floor_and_sections_say_what_they_measure(tmp_path, sets):
     _, md, data = run(tmp_path, sets, lambda r: r["output"])
-    assert md.splitlines()[2].startswith("**Floors check:** fine-tuned is above the echo and constant-answer floors"), md[:500]
+    assert md.splitlines()[2].startswith("**Floors check:** fine-tuned is above the echo, constant-answer and lookup floors"), md[:500]
     assert data["callouts"] == []
     if sets["taught"]:
         taught = md.split("## Taught questions — injection check")[1].split("\n## ")[0]
@@ -123,12 +140,12 @@ def test_fine_tune_or_retrieve_shows_four_columns_with_floors_hit_rate_and_verif
                          context={"recipe": recipe.name, "eval_set": recipe["eval_set"], "max_tokens": 96, "system": recipe["system"]})
     md = files["md"].read_text(encoding="utf-8")
     section = md.split("## Fine-tune or retrieve?")[1].split("\n## ")[0]
-    header = "| metric | base | base + RAG | fine-tuned | fine-tuned + RAG | echo floor | constant floor |"
+    header = "| metric | base | base + RAG | fine-tuned | fine-tuned + RAG | echo floor | constant floor | lookup floor |"
     assert section.count(header) == 3, "reworded, unanswerable and overall"
     reworded = section.split("**reworded**")[1].split("**unanswerable**")[0]
     cells = [c.strip() for c in next(l for l in reworded.splitlines() if l.startswith("| key-fact recall |")).strip("|").split("|")]
     assert cells[1] == "0.000" and cells[3] == cells[4] == "1.000" and 0.85 < float(cells[2]) < 1.0
-    assert float(cells[5]) < 1.0 and float(cells[6]) < 1.0, "the floors sit in the same table"
+    assert float(cells[5]) < 1.0 and float(cells[6]) < 1.0 and float(cells[7]) < 1.0, "the floors sit in the same table"
     unanswerable = section.split("**unanswerable**")[1].split("**overall**")[0]
     assert "| hallucination rate (should refuse) | 1.000 | 1.000 | 0.000 | 1.000 |" in unanswerable
     assert "hit rate (the top-3 passages contain every key fact of the row): 0.856 (101 of 118 QA rows" in section

@@ -30,7 +30,7 @@ def report(tmp_path_factory) -> Path:
     results = {"base": fixed_evaluation("base", rows, {r["id"]: r["instruction"] for r in rows}),
                "fine-tuned": fixed_evaluation("fine-tuned", rows, {r["id"]: r["output"] for r in rows})}
     out = tmp_path_factory.mktemp("report")
-    files = write_report(out, title="finance_rules: base vs fine-tuned", rows=rows, results=results, training_answers=[],
+    files = write_report(out, title="finance_rules: base vs fine-tuned", rows=rows, results=results, training=[],
                          context={"recipe": RECIPE.name, "eval_set": RECIPE["eval_set"], "max_tokens": 96, "system": None})
     return files["json"]
 

@@ -1,7 +1,8 @@
 """Evaluate served models on a registered held-out set: answers -> per-row scores -> summary.
 
 Also builds what a skeptic compares against, with no model at all: the taught set (the training questions behind
-the held-out rows, an injection check) and the floors (echo the question; the best single canned training answer)."""
+the held-out rows, an injection check) and the floors (echo the question; the best single canned training answer;
+the answer of the most similar training question)."""
 
 from __future__ import annotations
 
@@ -169,12 +170,35 @@ def best_constant_answer(rows: list[dict[str, Any]], candidates: list[str]) -> t
     return best, round(value(best), 4), counts[best]
 
 
-def floor_results(rows: list[dict[str, Any]], training_answers: list[str] | None) -> dict[str, dict[str, Any]]:
-    """The floors on these rows: `echo` (the answer is the question) and, given the recipe's training answers,
-    `constant`: for each section (what the rows measure), the one training answer that scores best on that section's
-    rows, given to every row of it (`chosen` says which, per section)."""
+def nearest_training_answers(rows: list[dict[str, Any]], training: list[dict[str, Any]]) -> dict[str, str]:
+    """{row id: the answer of the training row whose prompt is most like the row's}, by BM25 over character n-grams (the
+    index vslm.eval.rag retrieves with). A classification row is matched only among the training rows with its
+    instruction (the task it names), so the answer is one of that task's labels; other rows among all training rows."""
+    from .rag import Index, Passage
+
+    instructions = {item["instruction"] for item in training}
+    indexes: dict[str | None, tuple[list[dict[str, Any]], Any]] = {}
+    answers = {}
+    for row in rows:
+        pool = row["instruction"] if row.get("task") == "classification" and row["instruction"] in instructions else None
+        if pool not in indexes:
+            items = [item for item in training if pool is None or item["instruction"] == pool]
+            indexes[pool] = items, Index.build([Passage(i, "", item["output"], key=prompt_of(item)) for i, item in enumerate(items)])
+        items, index = indexes[pool]
+        answers[row["id"]] = items[index.search(prompt_of(row), k=1)[0].id]["output"]
+    return answers
+
+
+def floor_results(rows: list[dict[str, Any]], training: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The floors on these rows: `echo` (the answer is the question) and, given the training rows the model learnt
+    from ({instruction, input, output}, as `training_rows` reads them), `constant`: for each section (what the rows
+    measure), the one training answer that scores best on that section's rows, given to every row of it (`chosen`
+    says which, per section); and `lookup`: each row gets the answer of the most similar training question
+    (nearest_training_answers) — what a search of the training rows answers with no model. Taught rows get no lookup:
+    they are training questions, which a lookup answers verbatim."""
     out = {"echo": fixed_evaluation("echo the question", rows, {r["id"]: prompt_of(r) for r in rows})}
-    if training_answers:
+    if training:
+        training_answers = [item["output"] for item in training]
         chosen, answers = {}, {}
         for measure in dict.fromkeys(measure_of(r) for r in rows):
             group = [r for r in rows if measure_of(r) == measure]
@@ -182,6 +206,10 @@ def floor_results(rows: list[dict[str, Any]], training_answers: list[str] | None
             chosen[measure] = {"answer": answer, "mean_headline": score, "training_copies": count, "rows": len(group)}
             answers.update({r["id"]: answer for r in group})
         out["constant"] = fixed_evaluation("constant answer", rows, answers, chosen=chosen)
+        asked = [r for r in rows if measure_of(r) != "taught"]
+        if asked:
+            out["lookup"] = fixed_evaluation("nearest training answer", asked, nearest_training_answers(asked, training),
+                                             training_rows=len(training))
     return out
 
 

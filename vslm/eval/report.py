@@ -1,8 +1,9 @@
 """Before/after report: Markdown, JSON, a bar chart with the floors drawn, and the loss curve.
 
-Every number sits next to two floors computed on the same rows with the same metrics and no model: `echo` (the
-answer is the question) and `constant` (the one training answer that scores best on those rows). A fine-tuned score
-at or below a floor is called out in the report's first lines."""
+Every number sits next to three floors computed on the same rows with the same metrics and no model: `echo` (the
+answer is the question), `constant` (the one training answer that scores best on those rows) and `lookup` (each row
+gets the answer of the most similar training question). A fine-tuned score at or below a floor is called out in the
+report's first lines."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ CHECKED = [("key_fact_recall", True), ("key_fact_recall_unknown", True), ("accur
 SHORT = {"key_fact_recall": "key-fact recall", "key_fact_recall_unknown": "key-fact recall on Unknown facts", "accuracy": "accuracy",
          "rouge-l": "ROUGE-L", "bleu-4": "BLEU-4", "hallucination_rate": "hallucination rate"}
 IDEAL = {"hallucination_rate": 0.0, "rouge-l": 100.0, "bleu-4": 100.0}  # else 1.0
-FLOORS = (("echo", "echo floor"), ("constant", "constant floor"))
+FLOORS = (("echo", "echo floor"), ("constant", "constant floor"), ("lookup", "lookup floor"))
+FLOOR_HEADER = " | ".join(label for _, label in FLOORS)
 SECTIONS = {
     "taught": ("Taught questions — injection check",
                "The training questions themselves, asked verbatim (a fixed sample, linked to held-out rows by `taught_question`), "
@@ -116,7 +118,7 @@ def chart_groups(sets: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, d
 
 def plot_bars(sets: dict[str, dict[str, Any]], out: Path, title: str) -> Path:
     """Grouped bars for base and fine-tuned per measure section and category; the floors as horizontal marks over
-    each group (dashed: constant answer, dotted: echo)."""
+    each group (dashed: constant answer, dotted: echo, dash-dotted: lookup)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +132,7 @@ def plot_bars(sets: dict[str, dict[str, Any]], out: Path, title: str) -> Path:
         vals = [headline(summ[name])[1] or 0.0 if name in summ else 0.0 for _, summ in groups]
         ax.bar([x + i * width for x in range(len(groups))], vals, width, label=name)
     left, right = -width / 2, width * (len(names) - 0.5)
-    for floor, style, color in (("constant", "--", "black"), ("echo", ":", "dimgray")):
+    for floor, style, color in (("constant", "--", "black"), ("echo", ":", "dimgray"), ("lookup", "-.", "firebrick")):
         label = f"{floor} floor"
         for x, (_, summ) in enumerate(groups):
             value = headline(summ[floor])[1] if floor in summ else None
@@ -165,8 +167,8 @@ def section_sources(sets: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def metric_table(summaries: dict[str, dict[str, Any]], before: str, after: str) -> list[str]:
-    """| metric | before | after | Δ | echo floor | constant floor |, rows with a value only."""
-    lines = [f"| metric | {before} | {after} | Δ | echo floor | constant floor |", "| --- | --- | --- | --- | --- | --- |"]
+    """| metric | before | after | Δ | <each floor> |, rows with a value only."""
+    lines = [f"| metric | {before} | {after} | Δ | {FLOOR_HEADER} |", "|" + " --- |" * (4 + len(FLOORS))]
     for key, label in METRICS:
         a, b = summaries[before].get(key), summaries[after].get(key)
         if a is None and b is None:
@@ -214,8 +216,8 @@ def callout_lines(found: list[dict[str, Any]]) -> list[str]:
 
 
 def four_columns(summaries: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
-    """| metric | <names...> | echo floor | constant floor |, rows with a value only."""
-    lines = [f"| metric | {' | '.join(names)} | echo floor | constant floor |", "|" + " --- |" * (len(names) + 3)]
+    """| metric | <names...> | <each floor> |, rows with a value only."""
+    lines = [f"| metric | {' | '.join(names)} | {FLOOR_HEADER} |", "|" + " --- |" * (1 + len(names) + len(FLOORS))]
     for key, label in METRICS:
         values = [summaries.get(n, {}).get(key) for n in names]
         if all(v is None for v in values):
@@ -298,10 +300,11 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
                  context: dict[str, Any], trainer_log: Path | None = None, examples: int = 4,
                  general: dict[str, dict[str, Any]] | None = None, general_rows: list[dict[str, Any]] | None = None,
                  taught: dict[str, dict[str, Any]] | None = None, taught_rows: list[dict[str, Any]] | None = None,
-                 training_answers: list[str] | None = None, rag: dict[str, Any] | None = None) -> dict[str, Path]:
+                 training: list[dict[str, Any]] | None = None, rag: dict[str, Any] | None = None) -> dict[str, Path]:
     """results: {"base": evaluation, "fine-tuned": evaluation} on the held-out rows; general / taught: the same
-    shape on the general set (forgetting) and the taught set (injection check), with their rows. The floors use
-    `training_answers`, else the training answers of context["recipe"]; without either only the echo floor is drawn.
+    shape on the general set (forgetting) and the taught set (injection check), with their rows. The floors use the
+    `training` rows, else those context["recipe"] trained on (the first context["max_samples"] of each dataset, when
+    set); without either only the echo floor is drawn.
     rag: {"results": {"base + RAG": evaluation, "fine-tuned + RAG": evaluation} on the same held-out rows,
     "retrieval": vslm.eval.rag.retrieval_record} adds the fine-tune-or-retrieve table; evaluations that carry a
     `verification` (vslm.eval.verify) add the verification table. A human_review.json beside the report (`vslm review
@@ -310,17 +313,17 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (before, after) = list(results)[:2]
-    if training_answers is None and context.get("recipe"):
+    if training is None and context.get("recipe"):
         from ..recipes.matrix import get_recipe
 
-        training_answers = [t["output"] for t in training_rows(get_recipe(context["recipe"])["datasets"])]
+        training = training_rows(get_recipe(context["recipe"])["datasets"], context.get("max_samples"))
     sets: dict[str, dict[str, Any]] = {"held-out": {"rows": rows, "results": results}}
     if taught and taught_rows:
         sets["taught"] = {"rows": taught_rows, "results": taught}
     if general and general_rows:
         sets["general"] = {"rows": general_rows, "results": general}
     for entry in sets.values():
-        entry["floors"] = floor_results(entry["rows"], training_answers)
+        entry["floors"] = floor_results(entry["rows"], training)
     if general and not general_rows:  # no rows: no floors, but the before/after still shows
         sets["general"] = {"rows": [], "results": general, "floors": {}}
     sb, sa = results[before]["summary"], results[after]["summary"]
@@ -332,13 +335,13 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
         lines += [f"**Floors check — {after} is at or below a floor on {len(flagged)} number(s)** (a floor needs no model: see "
                   "“Floors” below):", "", *callout_lines(flagged), ""]
     else:
-        lines += [f"**Floors check:** {after} is above the echo and constant-answer floors on every checked number "
+        lines += [f"**Floors check:** {after} is above the echo, constant-answer and lookup floors on every checked number "
                   f"({', '.join(SHORT[k] for k, _ in CHECKED)}).", ""]
     if trivial:
         lines += ["A floor reaches the best possible value here, so these numbers mean something only together with another "
                   "(hallucination rate with the refusal rate on answerable questions): " + "; ".join(trivial) + ".", ""]
     if "constant" not in main_floors:
-        lines += ["(No constant-answer floor: the report was given neither a recipe nor its training answers.)", ""]
+        lines += ["(No constant-answer or lookup floor: the report was given neither a recipe nor its training rows.)", ""]
     counts = ", ".join(f"{m} {s['n']}" for m, s in sa["by_measure"].items())
     lines += [f"Evaluation set: `{context['eval_set']}` ({len(rows)} held-out rows: {counts}"
               + (f"; plus {len(taught_rows or [])} taught questions" if "taught" in sets else "") + "). "
@@ -353,8 +356,10 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
               " on Unknown facts (the base did not know them, per `vslm probe`) it is the measure of injection.",
               "- **unanswerable**: questions the training data cannot answer — hallucination rate, refusal and correction accuracy.",
               "- **general**: general ability, the forgetting check.",
-              "- **floors**: echo (the answer is the question) and constant (the best single training answer for those rows),"
-              " scored like the models. A number at or below a floor proves nothing.", ""]
+              "- **floors**: echo (the answer is the question), constant (the best single training answer for those rows)"
+              " and lookup (the answer of the most similar training question), scored like the models. A number at or"
+              " below the echo or constant floor proves nothing; one at or below the lookup floor shows less than a search"
+              " of the training rows finds.", ""]
     for measure, set_name in section_sources(sets).items():
         entry = sets[set_name]
         heading, text = SECTIONS.get(measure, (measure, ""))
@@ -374,8 +379,8 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
         from .review import human_review_lines
 
         lines += human_review_lines(json.loads(human.read_text(encoding="utf-8")))
-    lines += ["## By category", "", f"| category | n | metric | {before} | {after} | Δ | echo floor | constant floor |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["## By category", "", f"| category | n | metric | {before} | {after} | Δ | {FLOOR_HEADER} |",
+              "|" + " --- |" * (6 + len(FLOORS))]
     for cat, summ in sa["by_category"].items():
         (metric, b), (_, a) = headline(summ), headline(sb["by_category"][cat])
         floors = [_fmt(headline(main_floors[f]["summary"]["by_category"][cat])[1]) if f in main_floors else "–" for f, _ in FLOORS]
@@ -401,12 +406,19 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
               "question itself (catches key facts that the question already contains). **constant**: every row of a section "
               "gets the same answer, the one training answer that scores best on that section's rows (mean key-fact recall on "
               "QA rows, right/wrong elsewhere) — a fine-tuned model should beat any canned answer. The overall and per-category "
-              "constant floors use each row's section answer.", ""]
+              "constant floors use each row's section answer. **lookup**: every row gets the answer of the training row whose "
+              "question is most like it (BM25 over character uni- and bigrams; a classification row among its task's rows "
+              "only): what a search of the training rows answers, with no model. A fine-tuned model at or below it has "
+              "learnt less than that search finds; the taught questions get no lookup floor, since a lookup answers "
+              "them verbatim.", ""]
     for set_name, entry in sets.items():
         constant = entry.get("floors", {}).get("constant")
         for measure, pick in (constant or {}).get("chosen", {}).items():
             lines.append(f"- {set_name} · {measure} ({pick['rows']} rows): in {pick['training_copies']} training row(s), mean headline "
                          f"{pick['mean_headline']:.3f}: «{_cell(pick['answer'], 300)}»")
+    if "lookup" in main_floors:
+        lines.append(f"- lookup: searches {main_floors['lookup']['training_rows']} training rows"
+                     + (f" (the first {context['max_samples']} of each dataset: what the model trained on)" if context.get("max_samples") else ""))
     lines += ["", "## Run", ""] + [f"- {k}: {v}" for k, v in context.items()]
     for name, res in results.items():
         lines.append(f"- {name}: model `{res['model']}` at {res['endpoint']}, sampling {json.dumps(res['sampling'])}")
@@ -414,7 +426,7 @@ def write_report(out_dir: Path, *, title: str, rows: list[dict[str, Any]], resul
             lines.append(f"- {name} judged by: {json.dumps(res['judge'], ensure_ascii=False)}")
     files = {"md": out_dir / "report.md", "json": out_dir / "report.json"}
     files["png"] = plot_bars(sets, out_dir / "report.png", f"{title}: key-fact recall / accuracy")
-    images = ["![key-fact recall / accuracy per section and category, floors dashed](report.png)"]
+    images = ["![key-fact recall / accuracy per section and category, floors drawn as lines](report.png)"]
     if trainer_log is not None:
         loss = plot_loss(trainer_log, out_dir / "loss.png", f"{context.get('recipe', '')} training loss")
         if loss:
