@@ -55,22 +55,30 @@ def main_job_parser(doc: str, name: str) -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
     ap.add_argument("--warm-up", default="", help="space-separated key=value overrides of the tiny model's warm-up "
                     "(vslm.models.tiny.warm_up_settings): the new runs train on that model instead of the recipe's tiny model")
+    ap.add_argument("--size", default="", help="space-separated key=value overrides of the tiny model's network "
+                    "(vslm.models.tiny.SPECS[name]['config'], e.g. num_hidden_layers=8): the new runs train on that model, "
+                    "warmed up as shipped (or with --warm-up)")
     return ap
 
 
 WARM_UP_RECORD = "vslm_warm_up.json"
 
 
+def key_values(text: str) -> dict[str, Any]:
+    """`key=value ...` as a dict, each value read as YAML."""
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in text.split())}
+
+
 def warm_up_base(args: argparse.Namespace, recipe: str) -> list[str]:
-    """The training override for --warm-up (building the recipe's tiny model that way first), or none."""
-    if not args.warm_up:
+    """The training override for --warm-up and --size (building the recipe's tiny model that way first), or none."""
+    if not (args.warm_up or args.size):
         return []
     from vslm.recipes.matrix import get_recipe
     from vslm.recipes.resolve import DEMO_PROFILE, resolve
 
     name = Path(resolve(get_recipe(recipe), DEMO_PROFILE).tiny_model).name
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.warm_up.split())}
-    return [f"model_name_or_path={build_warm_up_variant(args.work, name, overrides)}"]
+    variant = build_warm_up_variant(args.work, name, key_values(args.warm_up), key_values(args.size))
+    return [f"model_name_or_path={variant}"]
 
 
 def folder_name(settings: str) -> str:
@@ -78,24 +86,37 @@ def folder_name(settings: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", settings.strip())
 
 
-def build_warm_up_variant(work: Path, name: str, overrides: dict) -> Path:
-    """Tiny model `name` from the same seeded init, warmed up with `overrides`; reused when already built with them. Its
-    folder records the overrides and the warm-up's final training loss (WARM_UP_RECORD)."""
+def build_warm_up_variant(work: Path, name: str, overrides: dict, network: dict | None = None) -> Path:
+    """Tiny model `name` from a seeded init (of another size with `network`), warmed up with `overrides`; reused when
+    already built with them. Its folder records both, the parameter count and the warm-up's final training loss
+    (WARM_UP_RECORD)."""
     from vslm.models import tiny
 
-    out = work / (f"{name}-warm-up-" + folder_name(" ".join(f"{k}={v}" for k, v in overrides.items())))
+    network = network or {}
+    folder = " ".join(f"{k}={v}" for k, v in overrides.items())
+    if network:
+        folder = " ".join(f"{k}={v}" for k, v in network.items()) + (f" warm-up {folder}" if folder else "")
+    out = work / (f"{name}-{'size' if network else 'warm-up'}-" + folder_name(folder))
     if (out / WARM_UP_RECORD).is_file():
         return out
     shutil.rmtree(out, ignore_errors=True)
     init = out.with_name(out.name + "-init")
-    tiny._init_model(name, tiny.tiny_tokenizer(name), init)
+    tiny._init_model(name, tiny.tiny_tokenizer(name), init, network)
     tiny._warm_up(name, init, out, overrides)
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     results = json.loads((out / "all_results.json").read_text(encoding="utf-8"))
-    (out / WARM_UP_RECORD).write_text(json.dumps({"overrides": overrides, "final_training_loss": losses[-1],
-                                                  "train_runtime_s": round(results["train_runtime"], 1)}) + "\n")
+    record = {"overrides": overrides, "network": network, "parameters": parameter_count(out),
+              "final_training_loss": losses[-1], "train_runtime_s": round(results["train_runtime"], 1)}
+    (out / WARM_UP_RECORD).write_text(json.dumps(record) + "\n")
     return out
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters stored in model_dir/model.safetensors (a tied output layer is stored once)."""
+    from safetensors.torch import load_file
+
+    return sum(tensor.numel() for tensor in load_file(model_dir / "model.safetensors").values())
 
 
 def base_model_of(run: SimpleNamespace) -> dict[str, Any]:
@@ -109,7 +130,10 @@ def base_model_of(run: SimpleNamespace) -> dict[str, Any]:
 def base_model_label(base: dict[str, Any]) -> str:
     """models/tiny-qwen3 (build 2760c75eaac8), or warm-up {...} for a --warm-up variant."""
     if "warm_up" in base:
-        return "warm-up " + " ".join(f"{k}={v}" for k, v in base["warm_up"]["overrides"].items())
+        record = base["warm_up"]
+        size = " ".join(f"{k}={v}" for k, v in record.get("network", {}).items())
+        warm_up = " ".join(f"{k}={v}" for k, v in record["overrides"].items())
+        return " ".join(filter(None, [f"size {size}" if size else "", f"warm-up {warm_up}" if warm_up else ""]))
     return base["path"] + (f" (build {base['tiny_build']})" if "tiny_build" in base else "")
 
 

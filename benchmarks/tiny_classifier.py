@@ -6,8 +6,9 @@ structured choice (`vslm demo --skip-train`). Not a test; one training run takes
     .venv/bin/python benchmarks/tiny_classifier.py --epochs 10 30            # train and evaluate each
     .venv/bin/python benchmarks/tiny_classifier.py --reuse DIR [DIR ...]     # collect runs already made (their $VSLM_SAVES)
     .venv/bin/python benchmarks/tiny_classifier.py --warm-up "neat_packing=true bf16=true" --epochs 10   # on another base
+    .venv/bin/python benchmarks/tiny_classifier.py --size "num_hidden_layers=8" --epochs 10   # on a bigger network
 
-Writes benchmarks/results/tiny_classifier.json: per run the base model (models/tiny-qwen3 or a --warm-up variant of it),
+Writes benchmarks/results/tiny_classifier.json: per run the base model (models/tiny-qwen3 or a --warm-up/--size variant),
 the epochs, the training data's digest, final training loss, and per task the accuracy, macro-F1 and majority-class
 floor of the fine-tuned and base models. Target (issue 15): accuracy >= 0.8 and >= 2x the majority-class floor.
 """

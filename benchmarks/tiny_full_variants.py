@@ -13,6 +13,11 @@ variant of the run on it instead of models/tiny-qwen2 (telecom_r32's tiny model)
 
     .venv/bin/python benchmarks/tiny_full_variants.py --warm-up "neat_packing=true bf16=true flash_attn=disabled cutoff_len=256" --variant ""
 
+`--size "key=value ..."` does the same for the network (`vslm.models.tiny.SPECS[name]["config"]`: a seeded random init of
+that size, warmed up as shipped), which is how the size sweep in the README was measured:
+
+    .venv/bin/python benchmarks/tiny_full_variants.py --size "num_hidden_layers=8" --variant "" --out benchmarks/results/tiny_full_sizes.json
+
 Run the variants you compare in one go: this machine's speed drifts, so only training times measured side by side
 compare. Writes benchmarks/results/tiny_full_variants.json: per run the
 overrides that differ from the shipped profile, steps, final training loss, training seconds, held-out loss and the
@@ -62,7 +67,7 @@ def main() -> None:
     folders = list(args.reuse)
     base = warm_up_base(args, RECIPE)
     for variant in args.variant:
-        name = folder_name(f"{args.warm_up} {variant}") or "as_shipped"
+        name = folder_name(f"{args.size} {args.warm_up} {variant}") or "as_shipped"
         folders.append(args.work / name)
         train_then_evaluate(folders[-1], RECIPE, [*base, *variant.split()])
     runs = [collect(f) for f in folders]

@@ -12,7 +12,7 @@ from .eval.judge import JudgeSpec
 from .recipes.matrix import Recipe, format_overrides, get_recipe
 from .recipes.resolve import DEMO_PROFILE, resolve
 from .core.paths import ROOT, rel
-from .eval.report import write_report
+from .eval.report import headline, write_report
 from .serve.servers import free_port, llamafactory_api, recipe_vllm_server, vllm_for
 from .models.tiny import build_tiny
 from .train.run import merge, run_llamafactory, train
@@ -202,7 +202,10 @@ def demo(recipe_name: str = "telecom_r32", profile: str = DEMO_PROFILE, *, backe
     four = {**ev["results"], **ev["rag"]["results"]}
     print("key-fact recall, held-out: " + ", ".join(f"{name} {res['summary']['overall']['key_fact_recall']}" for name, res in four.items())
           + f"; retrieval hit rate {ev['rag']['retrieval']['hit_rate']} (top-{ev['rag']['retrieval']['k']})")
-    shortfalls = json.loads(files["json"].read_text(encoding="utf-8"))["callouts"]
+    report = json.loads(files["json"].read_text(encoding="utf-8"))
+    floors = {name: headline(f["summary"]["overall"]) for name, f in report["floors"]["held-out"].items()}
+    print("floors, held-out (no model): " + ", ".join(f"{name} {metric} {value}" for name, (metric, value) in floors.items()))
+    shortfalls = report["callouts"]
     print(f"floors check: fine-tuned is at or below a floor on {len(shortfalls)} number(s)" + (" (listed first in the report)" if shortfalls else ""))
     print(f"report: {rel(files['md'])}  (also report.json, report.png, loss.png)  total {timings['total']}s")
     return files["md"]

@@ -86,7 +86,8 @@ def spec_hash(name: str, tokenizer=None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _init_model(name: str, tokenizer, out: Path) -> None:
+def _init_model(name: str, tokenizer, out: Path, network: dict | None = None) -> None:
+    """The seeded random network; `network` (config keys) is for benchmarks that measure another size."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
@@ -95,7 +96,7 @@ def _init_model(name: str, tokenizer, out: Path) -> None:
     config_cls, model_cls = (Qwen3Config, Qwen3ForCausalLM) if spec["family"] == "qwen3" else (Qwen2Config, Qwen2ForCausalLM)
     end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = config_cls(vocab_size=-(-len(tokenizer) // 64) * 64, tie_word_embeddings=True, bos_token_id=end_of_text,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=end_of_text, **spec["config"])
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=end_of_text, **{**spec["config"], **(network or {})})
     model = model_cls(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, end_of_text]
     model.generation_config.do_sample = False
