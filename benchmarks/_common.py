@@ -69,6 +69,11 @@ def key_values(text: str) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in text.split())}
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """A dict as `key=value ...` (the reverse of key_values)."""
+    return " ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def warm_up_base(args: argparse.Namespace, recipe: str) -> list[str]:
     """The training override for --warm-up and --size (building the recipe's tiny model that way first), or none."""
     if not (args.warm_up or args.size):
@@ -93,9 +98,9 @@ def build_warm_up_variant(work: Path, name: str, overrides: dict, network: dict 
     from vslm.models import tiny
 
     network = network or {}
-    folder = " ".join(f"{k}={v}" for k, v in overrides.items())
+    folder = settings_text(overrides)
     if network:
-        folder = " ".join(f"{k}={v}" for k, v in network.items()) + (f" warm-up {folder}" if folder else "")
+        folder = settings_text(network) + (f" warm-up {folder}" if folder else "")
     out = work / (f"{name}-{'size' if network else 'warm-up'}-" + folder_name(folder))
     if (out / WARM_UP_RECORD).is_file():
         return out
@@ -128,11 +133,10 @@ def base_model_of(run: SimpleNamespace) -> dict[str, Any]:
 
 
 def base_model_label(base: dict[str, Any]) -> str:
-    """models/tiny-qwen3 (build 2760c75eaac8), or warm-up {...} for a --warm-up variant."""
+    """models/tiny-qwen3 (build 2760c75eaac8), or `size k=v ... warm-up k=v ...` for a --size/--warm-up variant."""
     if "warm_up" in base:
         record = base["warm_up"]
-        size = " ".join(f"{k}={v}" for k, v in record.get("network", {}).items())
-        warm_up = " ".join(f"{k}={v}" for k, v in record["overrides"].items())
+        size, warm_up = settings_text(record.get("network", {})), settings_text(record["overrides"])
         return " ".join(filter(None, [f"size {size}" if size else "", f"warm-up {warm_up}" if warm_up else ""]))
     return base["path"] + (f" (build {base['tiny_build']})" if "tiny_build" in base else "")
 
